@@ -1,0 +1,177 @@
+"""Alert rules: evaluated in-process on a schedule, and exported as a Prometheus rule file.
+
+Each rule has a SQL-side evaluation (so any process sharing the database agrees) and the PromQL
+equivalent over Guardia's metrics, with a `runbook_url` annotation. New rules (KYC pending,
+scoring) join by adding a `Rule` to `RULES`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from guardia.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+FAILED_OUTCOMES = ("invalid_signature", "malformed", "livemode_mismatch", "too_large", "bad_media")
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One evaluation of a rule."""
+
+    value: float
+    firing: bool
+    detail: dict[str, Any]
+
+
+Evaluate = Callable[[AsyncConnection, Settings, datetime], Awaitable[Reading]]
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """An alert rule."""
+
+    name: str
+    severity: str
+    runbook: str  # anchor in docs/runbooks.md
+    summary: str
+    promql: Callable[[Settings], str]
+    for_: str
+    evaluate: Evaluate
+    threshold: Callable[[Settings], float]
+
+
+async def _webhook_failure_ratio(conn: AsyncConnection, s: Settings, now: datetime) -> Reading:
+    since = now - timedelta(seconds=s.alert_webhook_window_seconds)
+    row = (
+        await conn.execute(
+            text(
+                "SELECT count(*) AS total, "
+                "count(*) FILTER (WHERE outcome = ANY(:failed)) AS failed "
+                "FROM webhook_attempts WHERE received_at >= :since AND received_at <= :now"
+            ),
+            {"failed": list(FAILED_OUTCOMES), "since": since, "now": now},
+        )
+    ).one()
+    total, failed = int(row.total), int(row.failed)
+    ratio = failed / total if total else 0.0
+    firing = total >= s.alert_webhook_min_attempts and ratio > s.alert_webhook_failure_ratio
+    return Reading(ratio, firing, {"total": total, "failed": failed})
+
+
+RULES: tuple[Rule, ...] = (
+    Rule(
+        name="WebhookFailureRateHigh",
+        severity="critical",
+        runbook="1-webhook-de-conekta-no-llega",
+        summary="More than {threshold:.0%} of Conekta webhook deliveries failed in the window",
+        promql=lambda s: (
+            'sum(rate(guardia_webhooks_received_total{provider="conekta",outcome=~"'
+            + "|".join(FAILED_OUTCOMES)
+            + '"}[5m])) / sum(rate(guardia_webhooks_received_total{provider="conekta"}[5m])) > '
+            + repr(s.alert_webhook_failure_ratio)
+        ),
+        for_="5m",
+        evaluate=_webhook_failure_ratio,
+        threshold=lambda s: s.alert_webhook_failure_ratio,
+    ),
+)
+
+
+def runbook_url(settings: Settings, rule: Rule) -> str:
+    """Link to the rule's runbook section."""
+    return f"{settings.runbook_base_url}#{rule.runbook}"
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """An alert that started or stopped firing in this evaluation."""
+
+    rule: str
+    fingerprint: str
+    change: str  # fired | resolved | still_firing
+    value: float
+
+
+async def evaluate_all(engine: AsyncEngine, settings: Settings, now: datetime) -> list[Transition]:
+    """Evaluate every rule; open, refresh or resolve rows in `alerts`."""
+    out: list[Transition] = []
+    for rule in RULES:
+        fingerprint = rule.name
+        async with engine.begin() as conn:
+            reading = await rule.evaluate(conn, settings, now)
+            current = (
+                await conn.execute(
+                    text(
+                        "SELECT id FROM alerts WHERE fingerprint = :f AND status = 'firing' "
+                        "FOR UPDATE"
+                    ),
+                    {"f": fingerprint},
+                )
+            ).first()
+            threshold = rule.threshold(settings)
+            if reading.firing and current is None:
+                await conn.execute(
+                    text(
+                        "INSERT INTO alerts (rule, fingerprint, status, severity, value, threshold,"
+                        " summary, runbook_url, labels, started_at, last_seen_at) VALUES (:r, :f,"
+                        " 'firing', :sev, :v, :t, :s, :u, CAST(:l AS jsonb), :now, :now)"
+                        " ON CONFLICT DO NOTHING"
+                    ),
+                    {
+                        "r": rule.name,
+                        "f": fingerprint,
+                        "sev": rule.severity,
+                        "v": reading.value,
+                        "t": threshold,
+                        "s": rule.summary.format(threshold=threshold),
+                        "u": runbook_url(settings, rule),
+                        "l": json.dumps(reading.detail),
+                        "now": now,
+                    },
+                )
+                out.append(Transition(rule.name, fingerprint, "fired", reading.value))
+                log.error("alert_fired", rule=rule.name, value=reading.value, **reading.detail)
+            elif reading.firing and current is not None:
+                await conn.execute(
+                    text("UPDATE alerts SET last_seen_at = :now, value = :v WHERE id = :id"),
+                    {"now": now, "v": reading.value, "id": current.id},
+                )
+                out.append(Transition(rule.name, fingerprint, "still_firing", reading.value))
+            elif not reading.firing and current is not None:
+                await conn.execute(
+                    text(
+                        "UPDATE alerts SET status = 'resolved', resolved_at = :now, value = :v "
+                        "WHERE id = :id"
+                    ),
+                    {"now": now, "v": reading.value, "id": current.id},
+                )
+                out.append(Transition(rule.name, fingerprint, "resolved", reading.value))
+                log.info("alert_resolved", rule=rule.name, value=reading.value)
+    return out
+
+
+def prometheus_rules(settings: Settings) -> str:
+    """Render every rule as a Prometheus rule file (YAML), with runbook_url annotations."""
+    lines = ["groups:", "  - name: guardia", "    rules:"]
+    for rule in RULES:
+        lines += [
+            f"      - alert: {rule.name}",
+            f"        expr: {json.dumps(rule.promql(settings))}",
+            f"        for: {rule.for_}",
+            "        labels:",
+            f"          severity: {rule.severity}",
+            "        annotations:",
+            f"          summary: {json.dumps(rule.summary.format(threshold=rule.threshold(settings)))}",
+            f"          runbook_url: {json.dumps(runbook_url(settings, rule))}",
+        ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,170 @@
+"""The one place that wires settings → adapters → services."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+from procrastinate import App, PsycopgConnector
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from guardia.adapters.conekta.client import ConektaClient
+from guardia.adapters.postgres.database import Database
+from guardia.auth.tokens import TokenBook
+from guardia.core.clock import Clock, SystemClock
+from guardia.ingest.service import WebhookReceiver
+from guardia.ingest.signature import ConektaKeyring
+from guardia.jobs import deadletters
+from guardia.jobs import tasks as task_module
+from guardia.jobs.policy import BackoffPolicy
+from guardia.observability.metrics import Metrics
+from guardia.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+SANDBOX_DIR = "sandbox"
+SIM_PUBLIC_KEY = "conekta_webhook_public.pem"
+SIM_PRIVATE_KEY = "conekta_webhook_private.pem"
+SIM_API_KEY = "key_sandbox_guardia"
+
+
+def sandbox_dir(settings: Settings) -> Path:
+    """Where the local simulators keep their keys."""
+    return settings.data_dir / SANDBOX_DIR
+
+
+def load_keyring(settings: Settings) -> ConektaKeyring:
+    """Load Conekta's active webhook public keys (files), plus the simulator's in sandbox mode."""
+    pems: dict[str, str] = {}
+    for raw in filter(None, (p.strip() for p in settings.conekta_webhook_keys.split(","))):
+        path = Path(raw)
+        pems[path.stem] = path.read_text()
+    sim_key = sandbox_dir(settings) / SIM_PUBLIC_KEY
+    if settings.uses_simulators() and sim_key.exists():
+        pems["sandbox"] = sim_key.read_text()
+    return ConektaKeyring.from_pem_texts(pems, livemode=settings.conekta_livemode)
+
+
+def conekta_base_url(settings: Settings) -> str:
+    """The Conekta API root: the real one, or the local simulator."""
+    if settings.uses_simulators():
+        return f"http://127.0.0.1:{settings.sandbox_conekta_port}"
+    return settings.conekta_api_url
+
+
+@dataclass
+class Container:
+    """Everything a request or a job needs, built once per process."""
+
+    settings: Settings
+    database: Database
+    engine: AsyncEngine
+    jobs: App
+    conekta: ConektaClient
+    keyring: ConektaKeyring
+    receiver: WebhookReceiver
+    tokens: TokenBook
+    metrics: Metrics
+    clock: Clock
+    policy: BackoffPolicy
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    async def defer(self, task_name: str, kwargs: dict[str, Any], **options: Any) -> int | None:
+        """Enqueue a job by task name."""
+        return await task_module.defer_with(self.jobs, task_name, kwargs, **options)
+
+    async def defer_process_event(
+        self, event_pk: int, correlation_id: str, order_id: str | None
+    ) -> int | None:
+        """Enqueue the processing of a stored event, serialised per order."""
+        return await self.defer(
+            task_module.PROCESS_EVENT,
+            {"event_pk": event_pk, "correlation_id": correlation_id, "order_id": order_id},
+            lock=f"order:{order_id}" if order_id else None,
+            queueing_lock=f"event:{event_pk}",
+        )
+
+    async def defer_retry(self, task_name: str, kwargs: dict[str, Any]) -> int:
+        """Re-enqueue a dead letter's job (no queueing lock: an operator asked for it)."""
+        order_id = kwargs.get("order_id")
+        job_id = await self.defer(
+            task_name, kwargs, lock=f"order:{order_id}" if order_id else None
+        )
+        return int(job_id or 0)
+
+    async def aclose(self) -> None:
+        """Release connections (the embedded server is released by the caller)."""
+        await self.conekta.aclose()
+        await self.engine.dispose()
+
+
+def build_jobs_app(url: str, settings: Settings, policy: BackoffPolicy) -> App:
+    """Create the procrastinate app on the session-capable URL, with tasks and schedules."""
+    app = App(
+        connector=PsycopgConnector(
+            conninfo=url, min_size=1, max_size=settings.worker_pool_size
+        )
+    )
+    task_module.register(app, retry=policy)
+    schedules = {
+        task_module.SWEEP: settings.sweep_cron,
+        task_module.RELAY_INBOX: "*/10 * * * * *",
+        task_module.RECOVER_STALLED: "*/20 * * * * *",
+        task_module.EVALUATE_ALERTS: settings.alert_eval_cron,
+    }
+    for name, cron in schedules.items():
+        app.periodic(cron=cron, periodic_id=name.split(":")[-1])(app.tasks[name])
+    return app
+
+
+def build_container(
+    settings: Settings,
+    database: Database,
+    *,
+    clock: Clock | None = None,
+    conekta: ConektaClient | None = None,
+) -> Container:
+    """Wire a Container from settings (fakes may replace the clock or the Conekta client)."""
+    api_key = (
+        settings.conekta_api_key.get_secret_value() if settings.conekta_api_key else SIM_API_KEY
+    )
+    conekta = conekta or ConektaClient(
+        base_url=conekta_base_url(settings),
+        api_key=api_key,
+        api_version=settings.conekta_api_version,
+        timeout=settings.conekta_timeout_seconds,
+    )
+    policy = BackoffPolicy(
+        max_attempts=settings.retry_max_attempts,
+        base_seconds=settings.retry_base_seconds,
+        cap_seconds=settings.retry_cap_seconds,
+    )
+    engine = database.async_engine(pool_size=settings.db_pool_size)
+    keyring = load_keyring(settings)
+    return Container(
+        settings=settings,
+        database=database,
+        engine=engine,
+        jobs=build_jobs_app(database.direct_url, settings, policy),
+        conekta=conekta,
+        keyring=keyring,
+        receiver=WebhookReceiver(engine, keyring, livemode=settings.conekta_livemode),
+        tokens=TokenBook.parse(settings.api_tokens),
+        metrics=Metrics(database.direct_url),
+        clock=clock or SystemClock(),
+        policy=policy,
+    )
+
+
+async def run_worker(container: Container, *, concurrency: int | None = None) -> None:
+    """Run a procrastinate worker (with the scheduler) until cancelled."""
+    await container.jobs.run_worker_async(
+        concurrency=concurrency or container.settings.worker_concurrency,
+        additional_context={"container": container},
+        worker_middleware=[deadletters.middleware(lambda ctx: ctx.additional_context["container"].engine)],
+        install_signal_handlers=False,
+        stalled_worker_timeout=container.settings.stalled_worker_seconds,
+        update_heartbeat_interval=max(1.0, container.settings.stalled_worker_seconds / 6),
+    )

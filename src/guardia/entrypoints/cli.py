@@ -1,0 +1,327 @@
+"""The `guardia` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from guardia.adapters.postgres.database import Database, migration_status, upgrade
+from guardia.alerts.rules import prometheus_rules
+from guardia.auth.tokens import Role, hash_token, new_token
+from guardia.bootstrap import Container, build_container
+from guardia.core.errors import GuardiaError
+from guardia.core.logging import configure_logging
+from guardia.entrypoints import runtime
+from guardia.entrypoints.http import order_json
+from guardia.jobs import deadletters
+from guardia.payments import service as payments
+from guardia.recovery import resend_event
+from guardia.settings import Settings
+
+T = TypeVar("T")
+
+app = typer.Typer(help="Guardia: payments-pilot incident prevention, recovery and evidence.")
+db_app = typer.Typer(help="Database migrations.")
+dlq_app = typer.Typer(help="Dead letters: jobs that exhausted their retries.")
+alerts_app = typer.Typer(help="Alert rules.")
+tokens_app = typer.Typer(help="API tokens.")
+sandbox_app = typer.Typer(help="Local provider simulators.")
+app.add_typer(db_app, name="db")
+app.add_typer(dlq_app, name="dlq")
+app.add_typer(alerts_app, name="alerts")
+app.add_typer(tokens_app, name="tokens")
+app.add_typer(sandbox_app, name="sandbox")
+
+console = Console()
+err = Console(stderr=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+ActorOpt = Annotated[
+    str | None, typer.Option("--actor", help="Who is acting (default: cli:<login>).")
+]
+
+
+def _settings() -> Settings:
+    settings = Settings()
+    configure_logging(json=settings.log_json, level=settings.log_level)
+    return settings
+
+
+def _actor(actor: str | None) -> str:
+    return actor or f"cli:{getpass.getuser()}"
+
+
+def _emit(data: Any, as_json: bool, human: Callable[[], None]) -> None:
+    if as_json:
+        console.print_json(json.dumps(data, default=str))
+    else:
+        human()
+
+
+def _with_container(fn: Callable[[Container], Awaitable[T]]) -> T:
+    settings = _settings()
+    database = Database.open(settings)
+
+    async def run() -> T:
+        container = build_container(settings, database)
+        async with runtime.opened(container):
+            return await fn(container)
+
+    try:
+        return asyncio.run(run())
+    except GuardiaError as exc:
+        err.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(code=1) from exc
+    finally:
+        database.close()
+
+
+@app.command()
+def up() -> None:
+    """Run Guardia: embedded Postgres (unless configured), migrations, API, worker, simulators."""
+    settings = _settings()
+
+    def announce(info: dict[str, Any]) -> None:
+        err.rule("[bold green]Guardia is up")
+        err.print(f"API:               {info['api']}")
+        if info["conekta_simulator"]:
+            err.print(f"Conekta simulator: {info['conekta_simulator']}")
+        err.print(f"Database:          {info['database']}")
+        if info["tokens"]:
+            err.print(f"Local tokens (also in {runtime.dev_tokens_path(settings)}):")
+            for role, token in info["tokens"].items():
+                err.print(f"  {role:9} {token}")
+        err.print("Try:  guardia sandbox conekta create-order --method spei --amount 150000")
+        err.rule()
+
+    asyncio.run(runtime.up(settings, announce=announce))
+
+
+@app.command()
+def serve() -> None:
+    """Run the HTTP API only."""
+    asyncio.run(runtime.serve(_settings()))
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int | None, typer.Option(help="Jobs run at once.")] = None,
+) -> None:
+    """Run a worker (with the scheduler); start more on other machines to scale out."""
+    asyncio.run(runtime.worker(_settings(), concurrency=concurrency))
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply pending migrations."""
+    settings = _settings()
+    database = Database.open(settings)
+    try:
+        upgrade(database.direct_url)
+        current, head = migration_status(database.direct_url)
+        console.print(f"database at revision {current} (head {head})")
+    finally:
+        database.close()
+
+
+@db_app.command("status")
+def db_status(as_json: JsonOpt = False) -> None:
+    """Show the database revision and the code's head."""
+    settings = _settings()
+    database = Database.open(settings)
+    try:
+        current, head = migration_status(database.direct_url)
+    finally:
+        database.close()
+    _emit(
+        {"current": current, "head": head, "up_to_date": current == head},
+        as_json,
+        lambda: console.print(f"current {current}, head {head}"),
+    )
+
+
+@app.command()
+def order(order_id: str, as_json: JsonOpt = False) -> None:
+    """Show a payment as the PWA sees it."""
+    view = _with_container(lambda c: payments.get_order_view(c.engine, order_id))
+    data = order_json(view)
+    _emit(data, as_json, lambda: console.print_json(json.dumps(data)))
+
+
+@app.command()
+def replay(
+    event_id: Annotated[list[str] | None, typer.Option("--event-id", help="Event id (repeat).")] = None,
+    order_id: Annotated[str | None, typer.Option("--order-id")] = None,
+    since: Annotated[datetime | None, typer.Option(help="Received at or after (ISO 8601).")] = None,
+    until: Annotated[datetime | None, typer.Option(help="Received at or before (ISO 8601).")] = None,
+    actor: ActorOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Re-apply stored events by id, by order, or by time window (idempotent)."""
+    selector = payments.ReplaySelector(tuple(event_id or ()), order_id, since, until)
+    result = _with_container(lambda c: payments.replay(c.engine, selector, actor=_actor(actor)))
+    data = {"events": result.events, "orders": result.orders, "changed": result.changed_orders}
+    _emit(
+        data,
+        as_json,
+        lambda: console.print(
+            f"replayed {len(result.events)} events; orders {result.orders}; "
+            f"changed {result.changed_orders or 'none'}"
+        ),
+    )
+
+
+@app.command()
+def pull(
+    order_id: str,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the diff; change nothing.")] = False,
+    actor: ActorOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Fetch an order from Conekta and apply it (`--dry-run` shows the diff first)."""
+    result = _with_container(
+        lambda c: payments.pull_order(c.engine, c.conekta, order_id, actor=_actor(actor), dry_run=dry_run)
+    )
+    changes = {k: [str(a), str(b)] for k, (a, b) in result.changes.items()}
+    data = {"order_id": order_id, "dry_run": dry_run, "status": result.after.status.value, "changes": changes}
+
+    def human() -> None:
+        table = Table(title=f"{order_id} {'(dry run)' if dry_run else ''}")
+        table.add_column("field")
+        table.add_column("ours")
+        table.add_column("Conekta")
+        for name, (before, after) in changes.items():
+            table.add_row(name, before, after)
+        console.print(table if changes else f"{order_id}: no difference ({result.after.status.value})")
+
+    _emit(data, as_json, human)
+
+
+@app.command()
+def resend(
+    event_id: str,
+    webhook_id: Annotated[list[str] | None, typer.Option("--webhook-id")] = None,
+    actor: ActorOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Ask Conekta to deliver an event again (`POST /events/{id}/resend`)."""
+    data = _with_container(lambda c: resend_event(c, event_id, list(webhook_id or []), actor=_actor(actor)))
+    _emit(data, as_json, lambda: console.print(f"resent {event_id}: {data}"))
+
+
+@app.command()
+def sweep(as_json: JsonOpt = False) -> None:
+    """Run one sweeper pass now (pull stale pending orders and recently updated ones)."""
+    from datetime import timedelta
+
+    result = _with_container(
+        lambda c: payments.sweep(
+            c.engine,
+            c.conekta,
+            c.clock,
+            pending_age=timedelta(seconds=c.settings.sweep_pending_age_seconds),
+            lookback=timedelta(hours=c.settings.sweep_lookback_hours),
+        )
+    )
+    data = {"pulled": result.pulled, "discovered": result.discovered, "healed": result.healed}
+    _emit(data, as_json, lambda: console.print(data))
+
+
+@dlq_app.command("list")
+def dlq_list(
+    cause: Annotated[str | None, typer.Option()] = None,
+    task: Annotated[str | None, typer.Option()] = None,
+    order_id: Annotated[str | None, typer.Option("--order-id")] = None,
+    status: Annotated[str, typer.Option(help="open, retried or all")] = "open",
+    as_json: JsonOpt = False,
+) -> None:
+    """List dead letters."""
+    flt = deadletters.DeadLetterFilter(
+        cause=cause, task_name=task, order_id=order_id, status=None if status == "all" else status
+    )
+    rows = _with_container(lambda c: deadletters.list_dead_letters(c.engine, flt))
+    data = [
+        {
+            "id": d.id,
+            "task": d.task_name,
+            "cause": d.cause,
+            "error": d.error_message,
+            "attempts": d.attempts,
+            "order_id": d.order_id,
+            "correlation_id": d.correlation_id,
+            "failed_at": d.failed_at.isoformat(),
+            "status": d.status,
+        }
+        for d in rows
+    ]
+
+    def human() -> None:
+        table = Table(title=f"dead letters ({status})")
+        for col in ("id", "task", "cause", "attempts", "order_id", "failed_at", "error"):
+            table.add_column(col)
+        for d in data:
+            table.add_row(*(str(d[k]) for k in ("id", "task", "cause", "attempts", "order_id", "failed_at", "error")))
+        console.print(table)
+
+    _emit(data, as_json, human)
+
+
+@dlq_app.command("retry")
+def dlq_retry(
+    dead_letter_id: Annotated[list[int] | None, typer.Option("--id")] = None,
+    cause: Annotated[str | None, typer.Option()] = None,
+    task: Annotated[str | None, typer.Option()] = None,
+    order_id: Annotated[str | None, typer.Option("--order-id")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Retry every open dead letter.")] = False,
+    actor: ActorOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Re-enqueue dead letters: one (--id), by filter (--cause/--task/--order-id), or --all."""
+    if not (dead_letter_id or cause or task or order_id or all_):
+        err.print("[red]error:[/red] say which: --id, --cause, --task, --order-id or --all")
+        raise typer.Exit(code=2)
+    flt = deadletters.DeadLetterFilter(tuple(dead_letter_id or ()), cause, task, order_id)
+    done = _with_container(
+        lambda c: deadletters.retry(c.engine, c.defer_retry, flt, actor=_actor(actor))
+    )
+    data = [{"dead_letter_id": d, "job_id": j} for d, j in done]
+    _emit(data, as_json, lambda: console.print(f"re-enqueued {len(done)} dead letter(s)"))
+
+
+@alerts_app.command("rules")
+def alerts_rules() -> None:
+    """Print the alert rules as a Prometheus rule file."""
+    typer.echo(prometheus_rules(Settings()), nl=False)
+
+
+@tokens_app.command("new")
+def tokens_new(
+    name: Annotated[str, typer.Option(help="Who holds the token.")],
+    role: Annotated[Role, typer.Option(help="operator, auditor or pwa")] = Role.OPERATOR,
+) -> None:
+    """Mint a token; configure only the printed GUARDIA_API_TOKENS entry (the hash)."""
+    token = new_token(role)
+    console.print(f"token (shown once): {token}")
+    console.print(f"GUARDIA_API_TOKENS entry: {name}:{role.value}:{hash_token(token)}")
+
+
+def _mount_sandbox() -> None:
+    from guardia.sandbox.conekta_cli import app as conekta_cli
+
+    sandbox_app.add_typer(conekta_cli, name="conekta")
+
+
+_mount_sandbox()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

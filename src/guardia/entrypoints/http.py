@@ -1,0 +1,430 @@
+"""The HTTP API: Conekta webhooks, the PWA's order status, operator recovery actions, probes.
+
+Every route declares a policy (`auth.tokens.Policy`) through `openapi_extra`; an app-wide
+dependency authorises each request against its route's policy and refuses routes that declare
+none, so forgetting a policy fails closed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import structlog
+from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from guardia.adapters.postgres.database import migration_status
+from guardia.adapters.postgres.tables import alerts, webhook_attempts
+from guardia.auth.tokens import Policy, Principal
+from guardia.bootstrap import Container
+from guardia.core.errors import Forbidden, GuardiaError, InvalidInput
+from guardia.jobs import deadletters
+from guardia.payments import service as payments
+from guardia.payments.service import OrderView, ReplaySelector
+from guardia.recovery import resend_event
+
+log = structlog.get_logger(__name__)
+
+POLICY_KEY = "x-guardia-policy"
+
+
+def policy(p: Policy) -> dict[str, Any]:
+    """Route metadata declaring its access policy."""
+    return {POLICY_KEY: p.value}
+
+
+def container_of(request: Request) -> Container:
+    """The process's Container."""
+    c: Container = request.app.state.container
+    return c
+
+
+def principal_of(request: Request) -> Principal:
+    """The authenticated caller of an authorised route."""
+    p: Principal | None = getattr(request.state, "principal", None)
+    if p is None:
+        raise Forbidden("route has no authenticated principal")
+    return p
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+async def enforce_policy(request: Request) -> None:
+    """App-wide dependency: authorise the request against its route's declared policy."""
+    route = request.scope.get("route")
+    extra = getattr(route, "openapi_extra", None) or {}
+    declared = extra.get(POLICY_KEY)
+    if declared is None:
+        raise Forbidden("this route declares no access policy")
+    request.state.principal = container_of(request).tokens.authorize(
+        _bearer(request), Policy(declared)
+    )
+
+
+def problem(exc: GuardiaError, request: Request) -> JSONResponse:
+    """Render an error as application/problem+json."""
+    return JSONResponse(
+        {
+            "type": exc.problem_type,
+            "title": type(exc).__name__,
+            "status": exc.status_code,
+            "detail": exc.message,
+            "instance": request.url.path,
+        },
+        status_code=exc.status_code,
+        media_type="application/problem+json",
+    )
+
+
+# --- webhooks -----------------------------------------------------------------------------
+
+webhooks = APIRouter()
+
+
+async def _read_limited(request: Request, limit: int) -> bytes | None:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@webhooks.post("/webhooks/conekta", openapi_extra=policy(Policy.WEBHOOK))
+async def conekta_webhook(request: Request) -> JSONResponse:
+    """Receive a Conekta event: verify DIGEST, store, acknowledge, enqueue processing."""
+    c = container_of(request)
+    remote = request.client.host if request.client else None
+    body = await _read_limited(request, c.settings.webhook_max_body_bytes)
+    if body is None:
+        receipt = await c.receiver.reject(
+            outcome="too_large",
+            http_status=413,
+            body=b"",
+            headers=request.headers,
+            remote=remote,
+            detail=f"body over {c.settings.webhook_max_body_bytes} bytes",
+        )
+    elif "json" not in request.headers.get("content-type", "").lower():
+        receipt = await c.receiver.reject(
+            outcome="bad_media",
+            http_status=415,
+            body=body,
+            headers=request.headers,
+            remote=remote,
+            detail="content-type must be application/json",
+        )
+    else:
+        receipt = await c.receiver.receive(body, request.headers, remote=remote)
+    c.metrics.webhooks.labels("conekta", receipt.outcome).inc()
+    if receipt.outcome == "invalid_signature":
+        c.metrics.signature_failures.labels("conekta").inc()
+    if receipt.needs_processing and receipt.event_pk is not None:
+        try:
+            await c.defer_process_event(receipt.event_pk, receipt.correlation_id, receipt.order_id)
+        except Exception as exc:  # the event is durable; the inbox relay enqueues it later
+            log.error("enqueue_failed", event_pk=receipt.event_pk, error=type(exc).__name__)
+    return JSONResponse(
+        {"outcome": receipt.outcome, "detail": receipt.detail, "correlation_id": receipt.correlation_id},
+        status_code=receipt.http_status,
+        headers={"X-Correlation-Id": receipt.correlation_id},
+    )
+
+
+# --- API ----------------------------------------------------------------------------------
+
+api = APIRouter(prefix="/api")
+
+
+def order_json(view: OrderView) -> dict[str, Any]:
+    """The order-status document the PWA reads."""
+    return {
+        "order_id": view.order_id,
+        "status": view.status,
+        "amount": {"cents": view.amount_cents, "currency": view.currency},
+        "amount_refunded_cents": view.amount_refunded_cents,
+        "payment_method": {
+            "type": view.method,
+            "reference": view.reference,
+            "clabe": view.clabe,
+            "tracking_code": view.tracking_code,
+        },
+        "paid_at": view.paid_at.isoformat() if view.paid_at else None,
+        "correlation_id": view.correlation_id,
+        "last_event": {
+            "id": view.last_event_id,
+            "type": view.last_event_type,
+            "at": view.last_event_at.isoformat() if view.last_event_at else None,
+        },
+        "updated_at": view.updated_at.isoformat(),
+        "transitions": list(view.transitions),
+    }
+
+
+@api.get("/orders/{order_id}", openapi_extra=policy(Policy.PWA_READ))
+async def get_order(order_id: str, request: Request) -> dict[str, Any]:
+    """Payment status of one order (404 if unknown)."""
+    return order_json(await payments.get_order_view(container_of(request).engine, order_id))
+
+
+class ReplayBody(BaseModel):
+    """Which stored events to replay."""
+
+    event_ids: list[str] = Field(default_factory=list)
+    order_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@api.post("/replay", openapi_extra=policy(Policy.ACT))
+async def replay(body: ReplayBody, request: Request) -> dict[str, Any]:
+    """Re-apply stored events by id, order or time window."""
+    c = container_of(request)
+    result = await payments.replay(
+        c.engine,
+        ReplaySelector(tuple(body.event_ids), body.order_id, body.since, body.until),
+        actor=principal_of(request).name,
+    )
+    c.metrics.provider_calls.labels("replay").inc()
+    return {
+        "events": result.events,
+        "orders": result.orders,
+        "changed": result.changed_orders,
+        "action_id": result.action_id,
+    }
+
+
+@api.post("/orders/{order_id}/pull", openapi_extra=policy(Policy.ACT))
+async def pull(
+    order_id: str, request: Request, dry_run: Annotated[bool, Query()] = False
+) -> dict[str, Any]:
+    """Fetch the order from Conekta and apply it (dry_run: show the diff only)."""
+    c = container_of(request)
+    result = await payments.pull_order(
+        c.engine, c.conekta, order_id, actor=principal_of(request).name, dry_run=dry_run
+    )
+    c.metrics.provider_calls.labels("pull").inc()
+    return {
+        "order_id": order_id,
+        "dry_run": dry_run,
+        "status": result.after.status.value,
+        "changes": {k: [str(a) if a is not None else None, str(b) if b is not None else None] for k, (a, b) in result.changes.items()},
+        "correlation_id": result.correlation_id,
+        "action_id": result.action_id,
+    }
+
+
+class ResendBody(BaseModel):
+    """Which webhooks to resend to (default: every webhook pointing at Guardia)."""
+
+    webhook_ids: list[str] = Field(default_factory=list)
+
+
+@api.post("/events/{event_id}/resend", openapi_extra=policy(Policy.ACT))
+async def resend(
+    event_id: str, request: Request, body: Annotated[ResendBody | None, Body()] = None
+) -> dict[str, Any]:
+    """Ask Conekta to deliver an event again."""
+    c = container_of(request)
+    out = await resend_event(
+        c, event_id, list(body.webhook_ids) if body else [], actor=principal_of(request).name
+    )
+    c.metrics.provider_calls.labels("resend").inc()
+    return out
+
+
+def _dl_json(d: deadletters.DeadLetter) -> dict[str, Any]:
+    return {
+        "id": d.id,
+        "task": d.task_name,
+        "kwargs": d.task_kwargs,
+        "cause": d.cause,
+        "error_type": d.error_type,
+        "error": d.error_message,
+        "attempts": d.attempts,
+        "correlation_id": d.correlation_id,
+        "order_id": d.order_id,
+        "failed_at": d.failed_at.isoformat(),
+        "status": d.status,
+        "retried_at": d.retried_at.isoformat() if d.retried_at else None,
+        "retry_job_id": d.retry_job_id,
+    }
+
+
+@api.get("/dead-letters", openapi_extra=policy(Policy.READ))
+async def list_dead_letters(
+    request: Request,
+    cause: str | None = None,
+    task: str | None = None,
+    order_id: str | None = None,
+    status: str | None = "open",
+) -> dict[str, Any]:
+    """List dead letters by cause, task, order or status."""
+    flt = deadletters.DeadLetterFilter(cause=cause, task_name=task, order_id=order_id, status=status)
+    rows = await deadletters.list_dead_letters(container_of(request).engine, flt)
+    return {"dead_letters": [_dl_json(d) for d in rows]}
+
+
+class RetryBody(BaseModel):
+    """Which dead letters to retry: ids, a filter, or all (explicitly)."""
+
+    ids: list[int] = Field(default_factory=list)
+    cause: str | None = None
+    task: str | None = None
+    order_id: str | None = None
+    all: bool = False
+
+
+@api.post("/dead-letters/retry", openapi_extra=policy(Policy.ACT))
+async def retry_dead_letters(body: RetryBody, request: Request) -> dict[str, Any]:
+    """Re-enqueue dead letters: one, by filter, or all."""
+    if not (body.ids or body.cause or body.task or body.order_id or body.all):
+        raise InvalidInput("say which dead letters to retry: ids, cause, task, order_id or all")
+    c = container_of(request)
+    done = await deadletters.retry(
+        c.engine,
+        c.defer_retry,
+        deadletters.DeadLetterFilter(tuple(body.ids), body.cause, body.task, body.order_id),
+        actor=principal_of(request).name,
+    )
+    return {"retried": [{"dead_letter_id": d, "job_id": j} for d, j in done]}
+
+
+@api.get("/alerts", openapi_extra=policy(Policy.READ))
+async def list_alerts(request: Request, status: str | None = None) -> dict[str, Any]:
+    """List alerts (firing and resolved)."""
+    query = select(alerts).order_by(alerts.c.started_at.desc()).limit(200)
+    if status:
+        query = query.where(alerts.c.status == status)
+    async with container_of(request).engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    return {
+        "alerts": [
+            {
+                "id": r.id,
+                "rule": r.rule,
+                "status": r.status,
+                "severity": r.severity,
+                "value": r.value,
+                "threshold": r.threshold,
+                "summary": r.summary,
+                "runbook_url": r.runbook_url,
+                "started_at": r.started_at.isoformat(),
+                "resolved_at": r.resolved_at.isoformat() if r.resolved_at else None,
+            }
+            for r in rows
+        ]
+    }
+
+
+@api.get("/webhook-attempts", openapi_extra=policy(Policy.READ))
+async def list_attempts(
+    request: Request,
+    outcome: str | None = None,
+    event_id: str | None = None,
+    order_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    """Webhook delivery attempts kept for forensics (headers without secrets, body hash)."""
+    query = select(webhook_attempts).order_by(webhook_attempts.c.id.desc()).limit(limit)
+    if outcome:
+        query = query.where(webhook_attempts.c.outcome == outcome)
+    if event_id:
+        query = query.where(webhook_attempts.c.event_id == event_id)
+    if order_id:
+        query = query.where(webhook_attempts.c.order_id == order_id)
+    async with container_of(request).engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    return {
+        "attempts": [
+            {
+                "id": r.id,
+                "received_at": r.received_at.isoformat(),
+                "outcome": r.outcome,
+                "http_status": r.http_status,
+                "event_id": r.event_id,
+                "order_id": r.order_id,
+                "body_sha256": r.body_sha256,
+                "body_size": r.body_size,
+                "headers": r.headers,
+                "remote_addr": r.remote_addr,
+                "correlation_id": r.correlation_id,
+                "detail": r.detail,
+            }
+            for r in rows
+        ]
+    }
+
+
+# --- probes -------------------------------------------------------------------------------
+
+probes = APIRouter()
+
+
+@probes.get("/healthz", openapi_extra=policy(Policy.PUBLIC))
+async def healthz() -> dict[str, str]:
+    """Liveness: the process answers."""
+    return {"status": "ok"}
+
+
+@probes.get("/readyz", openapi_extra=policy(Policy.PUBLIC))
+async def readyz(request: Request) -> JSONResponse:
+    """Readiness: database reachable, migrations at head, webhook keys loaded."""
+    c = container_of(request)
+    checks: dict[str, dict[str, Any]] = {}
+    try:
+        current, head = migration_status(c.database.direct_url)
+        checks["database"] = {"ok": True}
+        checks["migrations"] = {"ok": current == head, "current": current, "head": head}
+    except Exception as exc:  # readiness reports every failure as red, never raises
+        checks["database"] = {"ok": False, "error": type(exc).__name__}
+        checks["migrations"] = {"ok": False}
+    keys = len(c.keyring.active_keys(livemode=c.settings.conekta_livemode))
+    checks["webhook_keys"] = {"ok": keys > 0, "active": keys}
+    checks["api_tokens"] = {"ok": len(c.tokens) > 0, "configured": len(c.tokens)}
+    for name, check in c.extras.get("readiness", {}).items():
+        checks[name] = await check()
+    ready = all(v["ok"] for v in checks.values())
+    return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+
+@probes.get("/metrics", openapi_extra=policy(Policy.PUBLIC))
+async def metrics(request: Request) -> Response:
+    """Prometheus exposition."""
+    return PlainTextResponse(
+        generate_latest(container_of(request).metrics.registry), media_type=CONTENT_TYPE_LATEST
+    )
+
+
+def create_app(container: Container) -> FastAPI:
+    """Build the FastAPI app around a ready Container."""
+    app = FastAPI(
+        title="Guardia",
+        version="0.1.0",
+        dependencies=[Depends(enforce_policy)],
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.container = container
+    app.include_router(webhooks)
+    app.include_router(api)
+    app.include_router(probes)
+
+    @app.exception_handler(GuardiaError)
+    async def _guardia_error(request: Request, exc: GuardiaError) -> JSONResponse:
+        return problem(exc, request)
+
+    return app

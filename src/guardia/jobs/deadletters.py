@@ -1,0 +1,215 @@
+"""Dead letters: jobs that exhausted their retries or failed for good, kept with their cause.
+
+A worker middleware records the dead letter when a job fails and its retry policy says no more;
+operators list them and re-enqueue one, a filtered set, or all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import structlog
+from procrastinate import exceptions as proc_exc
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from guardia.adapters.postgres.tables import dead_letters
+from guardia.core.errors import failure_cause
+from guardia.jobs.policy import BackoffPolicy
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """One job that will not run again unless an operator retries it."""
+
+    id: int
+    job_id: int | None
+    task_name: str
+    task_kwargs: dict[str, Any]
+    cause: str
+    error_type: str
+    error_message: str
+    attempts: int
+    correlation_id: str | None
+    order_id: str | None
+    failed_at: datetime
+    status: str
+    retried_at: datetime | None
+    retry_job_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterFilter:
+    """Which dead letters an operator means."""
+
+    ids: tuple[int, ...] = ()
+    cause: str | None = None
+    task_name: str | None = None
+    order_id: str | None = None
+    status: str | None = "open"
+
+    def clauses(self) -> list[Any]:
+        """Translate to SQL conditions."""
+        where: list[Any] = []
+        if self.ids:
+            where.append(dead_letters.c.id.in_(self.ids))
+        if self.cause:
+            where.append(dead_letters.c.cause == self.cause)
+        if self.task_name:
+            where.append(dead_letters.c.task_name == self.task_name)
+        if self.order_id:
+            where.append(dead_letters.c.order_id == self.order_id)
+        if self.status:
+            where.append(dead_letters.c.status == self.status)
+        return where
+
+
+def _row(r: Any) -> DeadLetter:
+    return DeadLetter(
+        id=r.id,
+        job_id=r.job_id,
+        task_name=r.task_name,
+        task_kwargs=r.task_kwargs,
+        cause=r.cause,
+        error_type=r.error_type,
+        error_message=r.error_message,
+        attempts=r.attempts,
+        correlation_id=r.correlation_id,
+        order_id=r.order_id,
+        failed_at=r.failed_at,
+        status=r.status,
+        retried_at=r.retried_at,
+        retry_job_id=r.retry_job_id,
+    )
+
+
+async def record(
+    engine: AsyncEngine, *, job: Any, exc: BaseException, queue: str
+) -> int:
+    """Store a dead letter for a job that will not be retried."""
+    kwargs: dict[str, Any] = dict(job.task_kwargs)
+    async with engine.begin() as conn:
+        new_id = await conn.scalar(
+            insert(dead_letters)
+            .values(
+                job_id=job.id,
+                task_name=job.task_name,
+                task_kwargs=kwargs,
+                queue=queue,
+                lock=job.lock,
+                cause=failure_cause(exc),
+                error_type=type(exc).__name__,
+                error_message=str(exc)[:2000],
+                attempts=job.attempts + 1,
+                correlation_id=kwargs.get("correlation_id"),
+                order_id=kwargs.get("order_id"),
+            )
+            .returning(dead_letters.c.id)
+        )
+    return int(new_id or 0)
+
+
+def middleware(
+    engine_for: Callable[[Any], AsyncEngine],
+) -> Callable[[Callable[[], Awaitable[Any]], Any, Any], Awaitable[Any]]:
+    """Build the worker middleware that turns final failures into dead letters."""
+
+    async def dead_letter_middleware(
+        call_next: Callable[[], Awaitable[Any]], context: Any, worker: Any
+    ) -> Any:
+        try:
+            return await call_next()
+        except (proc_exc.JobAborted, proc_exc.TaskNotFound):
+            raise
+        except Exception as exc:
+            job = context.job
+            task = worker.app.tasks.get(job.task_name)
+            policy = getattr(task, "retry_strategy", None)
+            retrying = isinstance(policy, BackoffPolicy) and policy.will_retry(exc, job.attempts)
+            if not retrying:
+                dl_id = await record(engine_for(context), job=job, exc=exc, queue=job.queue)
+                log.error(
+                    "dead_letter",
+                    dead_letter_id=dl_id,
+                    task=job.task_name,
+                    cause=failure_cause(exc),
+                    attempts=job.attempts + 1,
+                )
+            raise
+
+    return dead_letter_middleware
+
+
+async def list_dead_letters(
+    engine: AsyncEngine, flt: DeadLetterFilter, *, limit: int = 200
+) -> list[DeadLetter]:
+    """List dead letters, newest first."""
+    query = (
+        select(dead_letters)
+        .where(*flt.clauses())
+        .order_by(dead_letters.c.failed_at.desc(), dead_letters.c.id.desc())
+        .limit(limit)
+    )
+    async with engine.connect() as conn:
+        return [_row(r) for r in await conn.execute(query)]
+
+
+async def count_open(engine: AsyncEngine) -> dict[str, int]:
+    """Count open dead letters by cause."""
+    query = (
+        select(dead_letters.c.cause, func.count())
+        .where(dead_letters.c.status == "open")
+        .group_by(dead_letters.c.cause)
+    )
+    async with engine.connect() as conn:
+        return {cause: int(n) for cause, n in await conn.execute(query)}
+
+
+async def retry(
+    engine: AsyncEngine,
+    defer: Callable[[str, dict[str, Any]], Awaitable[int]],
+    flt: DeadLetterFilter,
+    *,
+    actor: str,
+) -> list[tuple[int, int]]:
+    """Re-enqueue matching open dead letters; return (dead_letter_id, new_job_id) pairs.
+
+    Each row is claimed with FOR UPDATE SKIP LOCKED and marked retried in the same transaction
+    as the new job is deferred, so two operators retrying at once never enqueue twice.
+    """
+    done: list[tuple[int, int]] = []
+    flt = DeadLetterFilter(
+        ids=flt.ids,
+        cause=flt.cause,
+        task_name=flt.task_name,
+        order_id=flt.order_id,
+        status="open",
+    )
+    async with engine.begin() as conn:
+        rows = (
+            await conn.execute(
+                select(dead_letters)
+                .where(*flt.clauses())
+                .order_by(dead_letters.c.id)
+                .with_for_update(skip_locked=True)
+            )
+        ).all()
+        for r in rows:
+            job_id = await defer(r.task_name, dict(r.task_kwargs))
+            await conn.execute(
+                update(dead_letters)
+                .where(dead_letters.c.id == r.id)
+                .values(
+                    status="retried",
+                    retried_at=func.now(),
+                    retried_by=actor,
+                    retry_job_id=job_id,
+                )
+            )
+            done.append((r.id, job_id))
+    return done

@@ -1,0 +1,146 @@
+"""Background tasks. Each reads its dependencies from the worker's Container.
+
+Per-order ordering: jobs touching an order carry the procrastinate lock `order:<id>`, so one
+order's jobs run one at a time across every worker; `apply_snapshot` also takes a transaction
+advisory lock, so correctness does not depend on the queue alone.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from procrastinate import App
+from procrastinate import exceptions as proc_exc
+from sqlalchemy import select
+
+from guardia.adapters.postgres.tables import webhook_events
+from guardia.alerts.rules import evaluate_all
+from guardia.payments import service as payments
+
+if TYPE_CHECKING:
+    from guardia.bootstrap import Container
+
+log = structlog.get_logger(__name__)
+
+QUEUES = {
+    "process_event": "webhooks",
+    "pull_order": "recovery",
+    "sweep": "periodic",
+    "relay_inbox": "periodic",
+    "recover_stalled": "periodic",
+    "evaluate_alerts": "periodic",
+}
+
+PROCESS_EVENT = "guardia:process_event"
+PULL_ORDER = "guardia:pull_order"
+SWEEP = "guardia:sweep"
+RELAY_INBOX = "guardia:relay_inbox"
+RECOVER_STALLED = "guardia:recover_stalled"
+EVALUATE_ALERTS = "guardia:evaluate_alerts"
+
+
+def _container(context: Any) -> Container:
+    container: Container = context.additional_context["container"]
+    return container
+
+
+async def process_event(
+    context: Any, event_pk: int, correlation_id: str, order_id: str | None = None
+) -> str:
+    """Process one stored webhook event."""
+    c = _container(context)
+    structlog.contextvars.bind_contextvars(correlation_id=correlation_id, order_id=order_id)
+    try:
+        result = await payments.process_event(c.engine, event_pk)
+        if result.outcome == "processed" and result.received_at is not None:
+            c.metrics.processing_latency.labels("conekta").observe(
+                max(0.0, (c.clock.now() - result.received_at).total_seconds())
+            )
+        return result.outcome
+    finally:
+        structlog.contextvars.unbind_contextvars("correlation_id", "order_id")
+
+
+async def pull_order(
+    context: Any, order_id: str, correlation_id: str | None = None, actor: str = "system"
+) -> str:
+    """Pull one order from Conekta and apply it."""
+    c = _container(context)
+    result = await payments.pull_order(c.engine, c.conekta, order_id, actor=actor)
+    c.metrics.provider_calls.labels("pull").inc()
+    return result.after.status.value
+
+
+async def sweep(context: Any, timestamp: int) -> dict[str, Any]:
+    """Periodic: pull stale pending orders and orders Conekta updated lately."""
+    c = _container(context)
+    result = await payments.sweep(
+        c.engine,
+        c.conekta,
+        c.clock,
+        pending_age=timedelta(seconds=c.settings.sweep_pending_age_seconds),
+        lookback=timedelta(hours=c.settings.sweep_lookback_hours),
+    )
+    c.metrics.provider_calls.labels("sweep").inc()
+    return {"pulled": result.pulled, "discovered": result.discovered, "healed": result.healed}
+
+
+async def relay_inbox(context: Any, timestamp: int) -> int:
+    """Periodic: enqueue stored events still unprocessed (e.g. the enqueue after ack failed)."""
+    c = _container(context)
+    cutoff = c.clock.now() - timedelta(seconds=c.settings.inbox_relay_seconds)
+    async with c.engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(webhook_events.c.id, webhook_events.c.correlation_id, webhook_events.c.order_id)
+                .where(webhook_events.c.status == "received", webhook_events.c.received_at < cutoff)
+                .order_by(webhook_events.c.id)
+                .limit(1000)
+            )
+        ).all()
+    enqueued = 0
+    for row in rows:
+        if await c.defer_process_event(row.id, row.correlation_id, row.order_id):
+            enqueued += 1
+    if enqueued:
+        log.warning("inbox_relayed", events=enqueued)
+    return enqueued
+
+
+async def recover_stalled(context: Any, timestamp: int) -> int:
+    """Periodic: retry the jobs of workers that stopped sending heartbeats."""
+    c = _container(context)
+    manager = context.app.job_manager
+    stalled = await manager.get_stalled_jobs(
+        seconds_since_heartbeat=c.settings.stalled_worker_seconds
+    )
+    for job in stalled:
+        await manager.retry_job(job)
+        log.warning("stalled_job_retried", job_id=job.id, task=job.task_name)
+    return len(stalled)
+
+
+async def evaluate_alerts(context: Any, timestamp: int) -> int:
+    """Periodic: evaluate alert rules."""
+    c = _container(context)
+    transitions = await evaluate_all(c.engine, c.settings, c.clock.now())
+    return sum(1 for t in transitions if t.change == "fired")
+
+
+def register(app: App, retry: Any) -> None:
+    """Register every task on a procrastinate app (each app gets its own Task objects)."""
+    for name, queue in QUEUES.items():
+        app.task(name=f"guardia:{name}", pass_context=True, queue=queue, retry=retry)(
+            globals()[name]
+        )
+
+
+async def defer_with(app: Any, task_name: str, kwargs: dict[str, Any], **options: Any) -> int | None:
+    """Defer a job; None if an identical one is already queued (queueing lock)."""
+    try:
+        job_id: int = await app.configure_task(task_name, **options).defer_async(**kwargs)
+    except proc_exc.AlreadyEnqueued:
+        return None
+    return job_id

@@ -1,0 +1,108 @@
+"""Prometheus metrics. Counters live in-process; gauges that must agree across processes
+(dead letters, job lag, firing alerts) are read from PostgreSQL at scrape time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import psycopg
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+
+
+class DatabaseGauges(Collector):
+    """Reads queue and dead-letter state from the database when Prometheus scrapes."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        """Yield the gauges; on a database error yield `guardia_db_up 0` and nothing else."""
+        up = GaugeMetricFamily("guardia_db_up", "1 if the database answered the scrape")
+        try:
+            with psycopg.connect(self._url, connect_timeout=3) as conn:
+                dead = conn.execute(
+                    "SELECT cause, count(*) FROM dead_letters WHERE status = 'open' GROUP BY cause"
+                ).fetchall()
+                lag = conn.execute(
+                    "SELECT queue_name, extract(epoch FROM now() - min(scheduled_at_or_created)) "
+                    "FROM (SELECT queue_name, coalesce(scheduled_at, "
+                    "(SELECT min(at) FROM procrastinate_events e WHERE e.job_id = j.id)) "
+                    "AS scheduled_at_or_created FROM procrastinate_jobs j "
+                    "WHERE status = 'todo' AND (scheduled_at IS NULL OR scheduled_at <= now())) q "
+                    "GROUP BY queue_name"
+                ).fetchall()
+                firing = conn.execute(
+                    "SELECT rule, count(*) FROM alerts WHERE status = 'firing' GROUP BY rule"
+                ).fetchall()
+                unprocessed = conn.execute(
+                    "SELECT count(*) FROM webhook_events WHERE status = 'received'"
+                ).fetchone()
+        except psycopg.Error:
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        g = GaugeMetricFamily("guardia_dead_letters_open", "Open dead letters", labels=["cause"])
+        for cause, n in dead:
+            g.add_metric([cause], n)
+        yield g
+        g = GaugeMetricFamily(
+            "guardia_job_lag_seconds", "Age of the oldest runnable job", labels=["queue"]
+        )
+        for queue, seconds in lag:
+            g.add_metric([queue], float(seconds or 0))
+        yield g
+        g = GaugeMetricFamily("guardia_alerts_firing", "Firing alerts", labels=["rule"])
+        for rule, n in firing:
+            g.add_metric([rule], n)
+        yield g
+        yield GaugeMetricFamily(
+            "guardia_webhook_events_unprocessed",
+            "Stored events not processed yet",
+            value=float(unprocessed[0] if unprocessed else 0),
+        )
+
+
+class Metrics:
+    """Guardia's metrics, on a registry of their own (one per process)."""
+
+    def __init__(self, database_url: str | None = None) -> None:
+        self.registry = CollectorRegistry()
+        self.webhooks = Counter(
+            "guardia_webhooks_received",
+            "Webhook deliveries by provider and outcome",
+            ["provider", "outcome"],
+            registry=self.registry,
+        )
+        self.signature_failures = Counter(
+            "guardia_webhook_signature_failures",
+            "Webhook deliveries whose signature did not verify",
+            ["provider"],
+            registry=self.registry,
+        )
+        self.processing_latency = Histogram(
+            "guardia_webhook_processing_seconds",
+            "From webhook receipt to its effect committed",
+            ["provider"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.provider_calls = Counter(
+            "guardia_recovery_actions",
+            "Recovery actions run (replay, pull, resend, sweep)",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.jobs = Counter(
+            "guardia_jobs_finished",
+            "Background jobs finished by task and outcome",
+            ["task", "outcome"],
+            registry=self.registry,
+        )
+        if database_url is not None:
+            self.registry.register(DatabaseGauges(database_url))

@@ -1,0 +1,112 @@
+"""Every setting Guardia reads, from `GUARDIA_*` environment variables (or `.env`).
+
+`.env.example` lists them all; the README's configuration table explains them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Guardia's configuration."""
+
+    model_config = SettingsConfigDict(env_prefix="GUARDIA_", env_file=".env", extra="ignore")
+
+    # --- database -------------------------------------------------------------------------
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="Pooled URL for short request transactions (Neon: the -pooler endpoint). "
+        "Unset: an embedded PostgreSQL is started under data_dir.",
+    )
+    database_direct_url: SecretStr | None = Field(
+        default=None,
+        description="Direct (unpooled) URL for workers, migrations and pg_dump. Defaults to "
+        "database_url.",
+    )
+    data_dir: Path = Field(default=Path(".guardia"), description="Local state directory.")
+    db_pool_size: int = Field(default=10, description="API connection pool size.")
+    worker_pool_size: int = Field(default=5, description="Worker connection pool size.")
+
+    # --- HTTP -----------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_base_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Where providers reach Guardia (webhook URLs are built from it).",
+    )
+    webhook_max_body_bytes: int = Field(default=256 * 1024, description="Larger bodies get 413.")
+
+    # --- auth -----------------------------------------------------------------------------
+    api_tokens: str = Field(
+        default="",
+        description="Operator API tokens as comma-separated name:role:sha256hex "
+        "(roles: operator, auditor, pwa). Only hashes, never tokens.",
+    )
+
+    # --- Conekta --------------------------------------------------------------------------
+    conekta_api_key: SecretStr | None = Field(
+        default=None, description="Private API key. Unset: the local simulator is used."
+    )
+    conekta_api_url: str = "https://api.conekta.io"
+    conekta_api_version: str = "2.2.0"
+    conekta_webhook_keys: str = Field(
+        default="",
+        description="Active webhook public keys: comma-separated paths of PEM files "
+        "(several during rotation).",
+    )
+    conekta_livemode: bool = False
+    conekta_webhook_ids: str = Field(
+        default="", description="Webhook ids for resend; empty: every webhook pointing at us."
+    )
+    conekta_timeout_seconds: float = 10.0
+
+    # --- simulators -----------------------------------------------------------------------
+    sandbox_conekta_port: int = 8101
+
+    # --- jobs -----------------------------------------------------------------------------
+    worker_concurrency: int = 8
+    retry_max_attempts: int = Field(default=8, description="Attempts before a dead letter.")
+    retry_base_seconds: float = 2.0
+    retry_cap_seconds: float = 600.0
+    stalled_worker_seconds: float = Field(
+        default=60.0, description="A worker silent this long is dead; its jobs are retried."
+    )
+    sweep_cron: str = Field(default="*/30 * * * * *", description="Sweeper schedule (6 fields).")
+    sweep_pending_age_seconds: float = Field(
+        default=600.0, description="Pull orders still pending after this long."
+    )
+    sweep_lookback_hours: float = Field(default=72.0, description="Oldest pending order swept.")
+    inbox_relay_seconds: float = Field(
+        default=15.0, description="Re-enqueue stored events left unprocessed this long."
+    )
+
+    # --- alerts ---------------------------------------------------------------------------
+    alert_webhook_failure_ratio: float = Field(
+        default=0.05, description="Failed-webhook share that fires the alert (X%)."
+    )
+    alert_webhook_window_seconds: float = 300.0
+    alert_webhook_min_attempts: int = 5
+    alert_eval_cron: str = "*/15 * * * * *"
+    runbook_base_url: str = "https://github.com/hu25/guardia/blob/main/docs/runbooks.md"
+
+    # --- logging --------------------------------------------------------------------------
+    log_json: bool = True
+    log_level: str = "INFO"
+
+    @field_validator("database_url", "database_direct_url", "conekta_api_key", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """Treat `GUARDIA_X=` (as copied from .env.example) as not set."""
+        return None if value == "" else value
+
+    def direct_url(self) -> SecretStr | None:
+        """Return the session-capable URL: the direct one, else the pooled one."""
+        return self.database_direct_url or self.database_url
+
+    def uses_simulators(self) -> bool:
+        """Tell whether Guardia talks to the local Conekta simulator."""
+        return self.conekta_api_key is None
