@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import structlog
 from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
+from fastapi.routing import APIRoute
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
@@ -409,8 +410,26 @@ async def metrics(request: Request) -> Response:
     )
 
 
+ROUTERS = (webhooks, api, probes)
+
+
+def route_policies() -> list[tuple[str, str, Policy]]:
+    """Every (method, path, policy) Guardia serves; raises if a route declares no policy."""
+    out: list[tuple[str, str, Policy]] = []
+    for router in ROUTERS:
+        for route in router.routes:
+            if not isinstance(route, APIRoute):
+                continue
+            declared = (route.openapi_extra or {}).get(POLICY_KEY)
+            if declared is None:
+                raise RuntimeError(f"route {route.path} declares no access policy")
+            out.extend((method, route.path, Policy(declared)) for method in sorted(route.methods))
+    return out
+
+
 def create_app(container: Container) -> FastAPI:
     """Build the FastAPI app around a ready Container."""
+    route_policies()
     app = FastAPI(
         title="Guardia",
         version="0.1.0",

@@ -39,4 +39,4 @@ class BackoffPolicy(BaseRetryStrategy):
         wait = self.delay(job.attempts)
         if isinstance(exception, ProviderUnavailable) and exception.retry_after is not None:
             wait = max(wait, exception.retry_after)
-        return RetryDecision(retry_in={"seconds": int(round(wait)) or 1})
+        return RetryDecision(retry_in={"seconds": max(wait, 0.05)})

@@ -33,6 +33,8 @@ from guardia.payments.model import (
     PaymentMethod,
     PaymentState,
     PaymentStatus,
+    Provenance,
+    Stamp,
     diff,
     merge,
     snapshot_from_order,
@@ -90,6 +92,47 @@ class Applied:
         return diff(self.before, self.after)
 
 
+_STAMP_FIELDS = (
+    "amount",
+    "fee",
+    "customer_id",
+    "method",
+    "clabe",
+    "tracking_code",
+    "reference_number",
+)
+
+
+def provenance_to_json(p: Provenance) -> dict[str, Any]:
+    """Serialise the merge stamps so a reloaded state merges exactly as the in-memory one."""
+    out: dict[str, Any] = {"raw_status": p.raw_status.value}
+    for name in _STAMP_FIELDS:
+        stamp: Stamp | None = getattr(p, name)
+        out[name] = None if stamp is None else [stamp.updated_at.isoformat(), stamp.position]
+    return out
+
+
+def provenance_from_json(data: dict[str, Any]) -> Provenance:
+    """Read merge stamps back."""
+
+    def stamp(value: Any) -> Stamp | None:
+        return None if value is None else Stamp(datetime.fromisoformat(value[0]), int(value[1]))
+
+    amount = stamp(data["amount"])
+    if amount is None:
+        raise InvalidInput("stored provenance has no amount stamp")
+    return Provenance(
+        raw_status=PaymentStatus(data["raw_status"]),
+        amount=amount,
+        fee=stamp(data.get("fee")),
+        customer_id=stamp(data.get("customer_id")),
+        method=stamp(data.get("method")),
+        clabe=stamp(data.get("clabe")),
+        tracking_code=stamp(data.get("tracking_code")),
+        reference_number=stamp(data.get("reference_number")),
+    )
+
+
 def _state_from_row(row: Any) -> PaymentState:
     method = None
     if row.method_kind is not None:
@@ -111,6 +154,7 @@ def _state_from_row(row: Any) -> PaymentState:
         customer_id=row.customer_id,
         fee_cents=None if row.fee_cents is None else int(row.fee_cents),
         source_updated_at=row.source_updated_at,
+        provenance=provenance_from_json(row.provenance),
     )
 
 
@@ -131,6 +175,7 @@ def _columns(state: PaymentState) -> dict[str, Any]:
         "customer_id": state.customer_id,
         "paid_at": state.paid_at,
         "source_updated_at": state.source_updated_at,
+        "provenance": provenance_to_json(state.provenance),
     }
 
 
@@ -516,7 +561,7 @@ async def sweep(
     async with engine.begin() as conn:
         await conn.execute(
             text(
-                "INSERT INTO kv_state (key, value, updated_at) VALUES (:k, to_jsonb(:v), now()) "
+                "INSERT INTO kv_state (key, value, updated_at) VALUES (:k, to_jsonb(CAST(:v AS text)), now()) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = now()"
             ),
             {"k": SWEEP_CURSOR_KEY, "v": min(newest, now).isoformat()},

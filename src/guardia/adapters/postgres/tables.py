@@ -96,6 +96,7 @@ payments = Table(
     Column("customer_id", Text),
     _ts("paid_at"),
     _ts("source_updated_at", nullable=False),
+    Column("provenance", JSONB, nullable=False),
     Column("correlation_id", Text, nullable=False),
     Column("last_event_id", Text),
     Column("last_event_type", Text),

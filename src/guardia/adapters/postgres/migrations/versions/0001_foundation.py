@@ -94,6 +94,7 @@ CREATE TABLE payments (
 	customer_id TEXT,
 	paid_at TIMESTAMP WITH TIME ZONE,
 	source_updated_at TIMESTAMP WITH TIME ZONE NOT NULL,
+	provenance JSONB NOT NULL,
 	correlation_id TEXT NOT NULL,
 	last_event_id TEXT,
 	last_event_type TEXT,
