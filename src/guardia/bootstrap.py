@@ -89,9 +89,7 @@ class Container:
     async def defer_retry(self, task_name: str, kwargs: dict[str, Any]) -> int:
         """Re-enqueue a dead letter's job (no queueing lock: an operator asked for it)."""
         order_id = kwargs.get("order_id")
-        job_id = await self.defer(
-            task_name, kwargs, lock=f"order:{order_id}" if order_id else None
-        )
+        job_id = await self.defer(task_name, kwargs, lock=f"order:{order_id}" if order_id else None)
         return int(job_id or 0)
 
     async def aclose(self) -> None:
@@ -103,9 +101,7 @@ class Container:
 def build_jobs_app(url: str, settings: Settings, policy: BackoffPolicy) -> App:
     """Create the procrastinate app on the session-capable URL, with tasks and schedules."""
     app = App(
-        connector=PsycopgConnector(
-            conninfo=url, min_size=1, max_size=settings.worker_pool_size
-        )
+        connector=PsycopgConnector(conninfo=url, min_size=1, max_size=settings.worker_pool_size)
     )
     task_module.register(app, retry=policy)
     schedules = {
@@ -163,7 +159,9 @@ async def run_worker(container: Container, *, concurrency: int | None = None) ->
     await container.jobs.run_worker_async(
         concurrency=concurrency or container.settings.worker_concurrency,
         additional_context={"container": container},
-        worker_middleware=[deadletters.middleware(lambda ctx: ctx.additional_context["container"].engine)],
+        worker_middleware=[
+            deadletters.middleware(lambda ctx: ctx.additional_context["container"].engine)
+        ],
         install_signal_handlers=False,
         stalled_worker_timeout=container.settings.stalled_worker_seconds,
         update_heartbeat_interval=max(1.0, container.settings.stalled_worker_seconds / 6),

@@ -42,7 +42,9 @@ def test_settings(db_url: str, tmp_path: Path, key_file: Path, **overrides: Any)
 
 
 @pytest.fixture
-async def container(db_url: str, tmp_path: Path, webhook_key_file: Path) -> AsyncIterator[Container]:
+async def container(
+    db_url: str, tmp_path: Path, webhook_key_file: Path
+) -> AsyncIterator[Container]:
     """A Container wired to a fresh database, with its job queue open."""
     settings = test_settings(db_url, tmp_path, webhook_key_file)
     c = build_container(settings, Database(pooled_url=db_url, direct_url=db_url))

@@ -55,7 +55,9 @@ async def test_pull_dry_run_shows_the_diff_and_changes_nothing_then_apply_heals(
     again = await service.pull_order(container.engine, source, ORDER, actor="t")
     assert again.changes == {}
     async with container.engine.connect() as conn:
-        kinds = (await conn.execute(select(recovery_actions.c.kind, recovery_actions.c.dry_run))).all()
+        kinds = (
+            await conn.execute(select(recovery_actions.c.kind, recovery_actions.c.dry_run))
+        ).all()
     assert [(k, d) for k, d in kinds] == [("pull", True), ("pull", False), ("pull", False)]
 
 
@@ -107,7 +109,11 @@ async def test_sweeper_discovers_orders_it_never_heard_of(container: Container) 
     source.put(paid)
     clock = FakeClock(paid.updated_at + timedelta(minutes=1))
     result = await service.sweep(
-        container.engine, source, clock, pending_age=timedelta(minutes=10), lookback=timedelta(days=1)
+        container.engine,
+        source,
+        clock,
+        pending_age=timedelta(minutes=10),
+        lookback=timedelta(days=1),
     )
     assert result.discovered == 1
     assert await status_of(container, ORDER) == "paid"
@@ -148,11 +154,15 @@ async def test_a_permanent_failure_becomes_a_dead_letter_and_retry_by_cause_re_e
     )
     assert len(retried.json()["retried"]) == 1
     await drain_all(container)
-    again = await deadletters.list_dead_letters(container.engine, deadletters.DeadLetterFilter(status=None))
+    again = await deadletters.list_dead_letters(
+        container.engine, deadletters.DeadLetterFilter(status=None)
+    )
     assert sorted(d.status for d in again) == ["open", "retried"]
 
 
-async def test_a_retryable_failure_backs_off_then_becomes_a_dead_letter(container: Container) -> None:
+async def test_a_retryable_failure_backs_off_then_becomes_a_dead_letter(
+    container: Container,
+) -> None:
     container.policy.max_attempts = 2
     await container.defer("guardia:pull_order", {"order_id": "ord_unreachable"})
     await drain_all(container)
@@ -162,14 +172,16 @@ async def test_a_retryable_failure_backs_off_then_becomes_a_dead_letter(containe
     ]
     async with container.engine.connect() as conn:
         gauge_source = await conn.scalar(
-            select(func.count()).select_from(deadletters.dead_letters).where(
-                deadletters.dead_letters.c.status == "open"
-            )
+            select(func.count())
+            .select_from(deadletters.dead_letters)
+            .where(deadletters.dead_letters.c.status == "open")
         )
     assert gauge_source == 1
 
 
-async def test_dead_letter_gauge_is_exported(client: httpx.AsyncClient, container: Container) -> None:
+async def test_dead_letter_gauge_is_exported(
+    client: httpx.AsyncClient, container: Container
+) -> None:
     async with container.engine.begin() as conn:
         await conn.execute(
             deadletters.dead_letters.insert().values(

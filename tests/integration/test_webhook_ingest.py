@@ -60,7 +60,9 @@ async def test_fifty_concurrent_deliveries_store_one_row_and_process_once(
     assert await count(container, webhook_attempts) == 50
     async with container.engine.connect() as conn:
         queued = await conn.scalar(
-            text("SELECT count(*) FROM procrastinate_jobs WHERE task_name = 'guardia:process_event'")
+            text(
+                "SELECT count(*) FROM procrastinate_jobs WHERE task_name = 'guardia:process_event'"
+            )
         )
     assert queued == 1
     await drain(container)
@@ -88,7 +90,9 @@ async def test_forged_signature_is_rejected_with_nothing_stored_but_the_attempt(
     )
     assert missing.status_code == 401
     assert await count(container, webhook_events) == 0
-    rows = await count(container, webhook_attempts, webhook_attempts.c.outcome == "invalid_signature")
+    rows = await count(
+        container, webhook_attempts, webhook_attempts.c.outcome == "invalid_signature"
+    )
     assert rows == 2
     async with container.engine.connect() as conn:
         stored = (await conn.execute(select(webhook_attempts.c.headers))).scalars().all()

@@ -37,7 +37,9 @@ async def test_listing_returns_only_orders_updated_since_the_cursor_oldest_first
     source = InMemoryOrders()
     for oid, minutes in (("ord_b", 10), ("ord_a", 5), ("ord_c", 1)):
         source.put(snap(oid, minutes))
-    listed = [s.order_id async for s in source.iter_orders(updated_at_gte=T0 + timedelta(minutes=5))]
+    listed = [
+        s.order_id async for s in source.iter_orders(updated_at_gte=T0 + timedelta(minutes=5))
+    ]
     assert listed == ["ord_a", "ord_b"]
 
 

@@ -164,6 +164,7 @@ def prometheus_rules(settings: Settings) -> str:
     """Render every rule as a Prometheus rule file (YAML), with runbook_url annotations."""
     lines = ["groups:", "  - name: guardia", "    rules:"]
     for rule in RULES:
+        summary = rule.summary.format(threshold=rule.threshold(settings))
         lines += [
             f"      - alert: {rule.name}",
             f"        expr: {json.dumps(rule.promql(settings))}",
@@ -171,7 +172,7 @@ def prometheus_rules(settings: Settings) -> str:
             "        labels:",
             f"          severity: {rule.severity}",
             "        annotations:",
-            f"          summary: {json.dumps(rule.summary.format(threshold=rule.threshold(settings)))}",
+            f"          summary: {json.dumps(summary)}",
             f"          runbook_url: {json.dumps(runbook_url(settings, rule))}",
         ]
     return "\n".join(lines) + "\n"

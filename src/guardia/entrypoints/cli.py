@@ -158,10 +158,14 @@ def order(order_id: str, as_json: JsonOpt = False) -> None:
 
 @app.command()
 def replay(
-    event_id: Annotated[list[str] | None, typer.Option("--event-id", help="Event id (repeat).")] = None,
+    event_id: Annotated[
+        list[str] | None, typer.Option("--event-id", help="Event id (repeat).")
+    ] = None,
     order_id: Annotated[str | None, typer.Option("--order-id")] = None,
     since: Annotated[datetime | None, typer.Option(help="Received at or after (ISO 8601).")] = None,
-    until: Annotated[datetime | None, typer.Option(help="Received at or before (ISO 8601).")] = None,
+    until: Annotated[
+        datetime | None, typer.Option(help="Received at or before (ISO 8601).")
+    ] = None,
     actor: ActorOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -182,16 +186,25 @@ def replay(
 @app.command()
 def pull(
     order_id: str,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the diff; change nothing.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show the diff; change nothing.")
+    ] = False,
     actor: ActorOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Fetch an order from Conekta and apply it (`--dry-run` shows the diff first)."""
     result = _with_container(
-        lambda c: payments.pull_order(c.engine, c.conekta, order_id, actor=_actor(actor), dry_run=dry_run)
+        lambda c: payments.pull_order(
+            c.engine, c.conekta, order_id, actor=_actor(actor), dry_run=dry_run
+        )
     )
     changes = {k: [str(a), str(b)] for k, (a, b) in result.changes.items()}
-    data = {"order_id": order_id, "dry_run": dry_run, "status": result.after.status.value, "changes": changes}
+    data = {
+        "order_id": order_id,
+        "dry_run": dry_run,
+        "status": result.after.status.value,
+        "changes": changes,
+    }
 
     def human() -> None:
         table = Table(title=f"{order_id} {'(dry run)' if dry_run else ''}")
@@ -200,7 +213,9 @@ def pull(
         table.add_column("Conekta")
         for name, (before, after) in changes.items():
             table.add_row(name, before, after)
-        console.print(table if changes else f"{order_id}: no difference ({result.after.status.value})")
+        console.print(
+            table if changes else f"{order_id}: no difference ({result.after.status.value})"
+        )
 
     _emit(data, as_json, human)
 
@@ -213,7 +228,9 @@ def resend(
     as_json: JsonOpt = False,
 ) -> None:
     """Ask Conekta to deliver an event again (`POST /events/{id}/resend`)."""
-    data = _with_container(lambda c: resend_event(c, event_id, list(webhook_id or []), actor=_actor(actor)))
+    data = _with_container(
+        lambda c: resend_event(c, event_id, list(webhook_id or []), actor=_actor(actor))
+    )
     _emit(data, as_json, lambda: console.print(f"resent {event_id}: {data}"))
 
 
@@ -268,7 +285,12 @@ def dlq_list(
         for col in ("id", "task", "cause", "attempts", "order_id", "failed_at", "error"):
             table.add_column(col)
         for d in data:
-            table.add_row(*(str(d[k]) for k in ("id", "task", "cause", "attempts", "order_id", "failed_at", "error")))
+            table.add_row(
+                *(
+                    str(d[k])
+                    for k in ("id", "task", "cause", "attempts", "order_id", "failed_at", "error")
+                )
+            )
         console.print(table)
 
     _emit(data, as_json, human)

@@ -12,8 +12,8 @@ from typing import Annotated, Any
 
 import structlog
 from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
-from fastapi.routing import APIRoute
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from sqlalchemy import select
@@ -139,7 +139,11 @@ async def conekta_webhook(request: Request) -> JSONResponse:
         except Exception as exc:  # the event is durable; the inbox relay enqueues it later
             log.error("enqueue_failed", event_pk=receipt.event_pk, error=type(exc).__name__)
     return JSONResponse(
-        {"outcome": receipt.outcome, "detail": receipt.detail, "correlation_id": receipt.correlation_id},
+        {
+            "outcome": receipt.outcome,
+            "detail": receipt.detail,
+            "correlation_id": receipt.correlation_id,
+        },
         status_code=receipt.http_status,
         headers={"X-Correlation-Id": receipt.correlation_id},
     )
@@ -222,7 +226,10 @@ async def pull(
         "order_id": order_id,
         "dry_run": dry_run,
         "status": result.after.status.value,
-        "changes": {k: [str(a) if a is not None else None, str(b) if b is not None else None] for k, (a, b) in result.changes.items()},
+        "changes": {
+            k: [str(a) if a is not None else None, str(b) if b is not None else None]
+            for k, (a, b) in result.changes.items()
+        },
         "correlation_id": result.correlation_id,
         "action_id": result.action_id,
     }
@@ -274,7 +281,9 @@ async def list_dead_letters(
     status: str | None = "open",
 ) -> dict[str, Any]:
     """List dead letters by cause, task, order or status."""
-    flt = deadletters.DeadLetterFilter(cause=cause, task_name=task, order_id=order_id, status=status)
+    flt = deadletters.DeadLetterFilter(
+        cause=cause, task_name=task, order_id=order_id, status=status
+    )
     rows = await deadletters.list_dead_letters(container_of(request).engine, flt)
     return {"dead_letters": [_dl_json(d) for d in rows]}
 
@@ -423,7 +432,9 @@ def route_policies() -> list[tuple[str, str, Policy]]:
             declared = (route.openapi_extra or {}).get(POLICY_KEY)
             if declared is None:
                 raise RuntimeError(f"route {route.path} declares no access policy")
-            out.extend((method, route.path, Policy(declared)) for method in sorted(route.methods))
+            out.extend(
+                (method, route.path, Policy(declared)) for method in sorted(route.methods or ())
+            )
     return out
 
 

@@ -7,7 +7,7 @@ import contextlib
 import json
 import os
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +82,9 @@ def _server(app: Any, host: str, port: int) -> uvicorn.Server:
         app, host=host, port=port, log_config=None, access_log=False, lifespan="on"
     )
     server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    # Several servers and a worker share one loop; `_run_until_signal` owns SIGINT/SIGTERM and
+    # stops them all, so uvicorn must not install (and later re-raise) handlers of its own.
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
     return server
 
 
@@ -96,7 +98,7 @@ async def opened(container: Container) -> AsyncIterator[Container]:
             await container.aclose()
 
 
-async def _run_until_signal(tasks: list[Callable[[], Awaitable[Any]]]) -> None:
+async def _run_until_signal(tasks: list[Callable[[], Coroutine[Any, Any, Any]]]) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -125,7 +127,7 @@ async def up(settings: Settings, *, announce: Callable[[dict[str, Any]], None]) 
         container = build_container(settings, database)
         async with opened(container):
             app = create_app(container)
-            jobs: list[Callable[[], Awaitable[Any]]] = [
+            jobs: list[Callable[[], Coroutine[Any, Any, Any]]] = [
                 _server(app, settings.host, settings.port).serve,
                 lambda: run_worker(container),
             ]
@@ -140,7 +142,9 @@ async def up(settings: Settings, *, announce: Callable[[dict[str, Any]], None]) 
                         private_key_pem=sim_key,
                     )
                 )
-                jobs.append(_server(create_sim_app(sim), "127.0.0.1", settings.sandbox_conekta_port).serve)
+                jobs.append(
+                    _server(create_sim_app(sim), "127.0.0.1", settings.sandbox_conekta_port).serve
+                )
             announce(
                 {
                     "api": f"http://{settings.host}:{settings.port}",
@@ -163,7 +167,9 @@ async def serve(settings: Settings) -> None:
     try:
         container = build_container(settings, database)
         async with opened(container):
-            await _run_until_signal([_server(create_app(container), settings.host, settings.port).serve])
+            await _run_until_signal(
+                [_server(create_app(container), settings.host, settings.port).serve]
+            )
     finally:
         database.close()
 

@@ -181,7 +181,8 @@ class WebhookReceiver:
                 body=body,
                 headers=headers,
                 remote=remote,
-                detail=f"event livemode={event.get('livemode')} on a livemode={self._livemode} endpoint",
+                detail=f"event livemode={event.get('livemode')} on a "
+                f"livemode={self._livemode} endpoint",
             )
         return await self._store(event, body, headers, remote, verification)
 
@@ -261,7 +262,8 @@ class WebhookReceiver:
                     headers=forensic_headers(headers),
                     remote_addr=remote,
                     correlation_id=corr,
-                    detail=f"{event_type} ({kind}); key={verification.key_id} branch={verification.branch}",
+                    detail=f"{event_type} ({kind}); key={verification.key_id} "
+                    f"branch={verification.branch}",
                 )
             )
         log.info(
@@ -272,7 +274,7 @@ class WebhookReceiver:
             event_type=event_type,
             order_id=order_id,
             correlation_id=corr,
-            signature_branch=verification.branch,
+            verified_branch=verification.branch,
         )
         return Receipt(
             200,

