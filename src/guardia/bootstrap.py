@@ -78,11 +78,15 @@ class Container:
     async def defer_process_event(
         self, event_pk: int, correlation_id: str, order_id: str | None
     ) -> int | None:
-        """Enqueue the processing of a stored event, serialised per order."""
+        """Enqueue the processing of a stored event.
+
+        Events of one order are serialised by the transaction advisory lock in
+        `payments.service.apply_snapshot`, not by a procrastinate `lock`: a queue lock would hold
+        each later event until the next poll (seconds), and the join makes order irrelevant.
+        """
         return await self.defer(
             task_module.PROCESS_EVENT,
             {"event_pk": event_pk, "correlation_id": correlation_id, "order_id": order_id},
-            lock=f"order:{order_id}" if order_id else None,
             queueing_lock=f"event:{event_pk}",
         )
 
@@ -163,6 +167,7 @@ async def run_worker(container: Container, *, concurrency: int | None = None) ->
             deadletters.middleware(lambda ctx: ctx.additional_context["container"].engine)
         ],
         install_signal_handlers=False,
+        fetch_job_polling_interval=1.0,
         stalled_worker_timeout=container.settings.stalled_worker_seconds,
         update_heartbeat_interval=max(1.0, container.settings.stalled_worker_seconds / 6),
     )

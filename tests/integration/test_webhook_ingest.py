@@ -148,3 +148,14 @@ async def test_unknown_order_is_404_as_problem_json(client: httpx.AsyncClient) -
     response = await client.get("/api/orders/ord_missing", headers=auth(Role.PWA))
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_every_event_of_an_order_carries_the_order_correlation_id(
+    client: httpx.AsyncClient, container: Container, signer: Signer
+) -> None:
+    first = await post_event(client, signer, fixture_event("order_pending_payment_spei.json"))
+    await drain(container)
+    second = await post_event(client, signer, fixture_event("order_paid_spei.json"))
+    assert first.json()["correlation_id"] == second.json()["correlation_id"]
+    order = await client.get("/api/orders/ord_2yQ8nCk3vJ5dWx9Ra", headers=auth(Role.PWA))
+    assert order.json()["correlation_id"] == first.json()["correlation_id"]

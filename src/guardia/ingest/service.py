@@ -17,9 +17,9 @@ from typing import Any
 import structlog
 from sqlalchemy import insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from guardia.adapters.postgres.tables import webhook_attempts, webhook_events
+from guardia.adapters.postgres.tables import payments, webhook_attempts, webhook_events
 from guardia.core.clock import from_unix
 from guardia.core.errors import InvalidSignature
 from guardia.core.ids import new_correlation_id
@@ -186,6 +186,21 @@ class WebhookReceiver:
             )
         return await self._store(event, body, headers, remote, verification)
 
+    async def _order_correlation(self, conn: AsyncConnection, order_id: str | None) -> str | None:
+        if order_id is None:
+            return None
+        found = await conn.scalar(
+            select(payments.c.correlation_id).where(payments.c.order_id == order_id)
+        )
+        if found is None:
+            found = await conn.scalar(
+                select(webhook_events.c.correlation_id)
+                .where(webhook_events.c.order_id == order_id)
+                .order_by(webhook_events.c.id)
+                .limit(1)
+            )
+        return None if found is None else str(found)
+
     async def _store(
         self,
         event: dict[str, Any],
@@ -210,9 +225,11 @@ class WebhookReceiver:
             )
             return Receipt(200, "ping", "pong", corr, event_id=event_id, event_type=event_type)
         order_id, object_type = _order_id_of(event)
-        corr = new_correlation_id()
         kind = classify(event_type)
         async with self._engine.begin() as conn:
+            # Every event of one order carries the order's correlation id, so its webhooks, jobs,
+            # pulls and incidents line up on one timeline.
+            corr = await self._order_correlation(conn, order_id) or new_correlation_id()
             inserted = await conn.scalar(
                 pg_insert(webhook_events)
                 .values(

