@@ -100,3 +100,27 @@ def test_a_forged_webhook_is_rejected_and_changes_nothing(guardia_up: Running) -
         rejected = api.get("/api/webhook-attempts", params={"outcome": "invalid_signature"}).json()
     assert len(rejected["attempts"]) == 1
     assert status_in_guardia(guardia_up, order_id) == "pending_payment"
+
+
+def test_resend_through_the_api_delivers_a_dropped_event(guardia_up: Running) -> None:
+    order = create_order(guardia_up, "spei", amount=99900)
+    order_id = order["id"]
+    poll(lambda: status_in_guardia(guardia_up, order_id) == "pending_payment" or None)
+    with guardia_up.conekta() as sim:
+        sim.post("/_sandbox/faults", json={"kind": "drop", "order_id": order_id})
+        sim.post(f"/_sandbox/orders/{order_id}/pay")
+        events = sim.get("/events", params={"limit": 50}).json()["data"]
+    paid = next(
+        e for e in events if e["type"] == "order.paid" and e["data"]["object"]["id"] == order_id
+    )
+    with guardia_up.guardia() as api:
+        resent = api.post(f"/api/events/{paid['id']}/resend", json={})
+        assert resent.status_code == 200, resent.text
+        assert resent.json()["last_http_response_status"] == 200
+
+        def delivered() -> bool | None:
+            rows = api.get("/api/webhook-attempts", params={"event_id": paid["id"]}).json()
+            return True if rows["attempts"] else None
+
+        poll(delivered)
+    poll(lambda: status_in_guardia(guardia_up, order_id) == "paid" or None)

@@ -114,10 +114,13 @@ async def relay_inbox(context: Any, timestamp: int) -> int:
 async def recover_stalled(context: Any, timestamp: int) -> int:
     """Periodic: retry the jobs of workers that stopped sending heartbeats."""
     c = _container(context)
-    manager = context.app.job_manager
-    stalled = await manager.get_stalled_jobs(
-        seconds_since_heartbeat=c.settings.stalled_worker_seconds
-    )
+    return await retry_stalled_jobs(context.app, c.settings.stalled_worker_seconds)
+
+
+async def retry_stalled_jobs(app: App, seconds_since_heartbeat: float) -> int:
+    """Put back in the queue the running jobs of workers silent for too long (dead)."""
+    manager = app.job_manager
+    stalled = await manager.get_stalled_jobs(seconds_since_heartbeat=seconds_since_heartbeat)
     for job in stalled:
         await manager.retry_job(job)
         log.warning("stalled_job_retried", job_id=job.id, task=job.task_name)

@@ -1,0 +1,67 @@
+"""Conventions that keep the code base honest, checked on every run."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from guardia.settings import Settings
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "guardia"
+REPO = SRC.parents[1]
+
+
+def imports_of(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+    return found
+
+
+def test_core_imports_nothing_else_of_guardia() -> None:
+    for path in (SRC / "core").glob("*.py"):
+        ours = {m for m in imports_of(path) if m.startswith("guardia.")}
+        assert all(m.startswith("guardia.core") for m in ours), (path.name, ours)
+
+
+def test_pure_models_import_no_framework() -> None:
+    forbidden = ("sqlalchemy", "httpx", "fastapi", "procrastinate", "psycopg")
+    for path in SRC.rglob("model.py"):
+        if "sandbox" in path.parts:
+            continue
+        bad = {m for m in imports_of(path) if m.split(".")[0] in forbidden}
+        assert not bad, (path, bad)
+
+
+def test_adapters_never_import_entrypoints_or_bootstrap() -> None:
+    for path in (SRC / "adapters").rglob("*.py"):
+        bad = {
+            m
+            for m in imports_of(path)
+            if m.startswith(("guardia.entrypoints", "guardia.bootstrap", "guardia.jobs"))
+        }
+        assert not bad, (path, bad)
+
+
+def test_env_example_lists_every_setting_and_nothing_else() -> None:
+    listed = {
+        line.split("=", 1)[0]
+        for line in (REPO / ".env.example").read_text().splitlines()
+        if line.startswith("GUARDIA_")
+    }
+    expected = {f"GUARDIA_{name.upper()}" for name in Settings.model_fields}
+    assert listed == expected
+
+
+def test_readme_configuration_table_mentions_every_setting() -> None:
+    readme = (REPO / "README.md").read_text()
+    missing = [
+        f"GUARDIA_{name.upper()}"
+        for name in Settings.model_fields
+        if f"`GUARDIA_{name.upper()}`" not in readme
+    ]
+    assert not missing, missing
