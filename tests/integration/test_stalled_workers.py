@@ -25,14 +25,16 @@ async def test_a_job_held_by_a_silent_worker_is_retried_and_a_live_one_is_not(
 ) -> None:
     dead_job = await container.defer("guardia:pull_order", {"order_id": "ord_dead"})
     live_job = await container.defer("guardia:pull_order", {"order_id": "ord_live"})
-    assert dead_job is not None and live_job is not None
+    assert dead_job is not None
+    assert live_job is not None
     async with container.engine.begin() as conn:
-        for name, age, job in (("dead", "10 minutes", dead_job), ("live", "1 second", live_job)):
+        for seconds, job in ((600, dead_job), (1, live_job)):
             worker_id = await conn.scalar(
                 text(
                     "INSERT INTO procrastinate_workers (last_heartbeat) "
-                    f"VALUES (now() - interval '{age}') RETURNING id"
-                )
+                    "VALUES (now() - make_interval(secs => :s)) RETURNING id"
+                ),
+                {"s": seconds},
             )
             await conn.execute(
                 text(
