@@ -8,9 +8,10 @@ from typing import Any
 
 import structlog
 from procrastinate import App, PsycopgConnector
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from guardia.adapters.conekta.client import ConektaClient
+from guardia.adapters.odoo.client import OdooClient
 from guardia.adapters.postgres.database import Database
 from guardia.auth.tokens import TokenBook
 from guardia.core.clock import Clock, SystemClock
@@ -19,7 +20,10 @@ from guardia.ingest.signature import ConektaKeyring
 from guardia.jobs import deadletters
 from guardia.jobs import tasks as task_module
 from guardia.jobs.policy import BackoffPolicy
+from guardia.ledger.ports import LedgerGateway
+from guardia.ledger.service import LedgerConfig, PostingDeps, TargetResolver
 from guardia.observability.metrics import Metrics
+from guardia.payments.ports import ConektaGateway
 from guardia.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -28,6 +32,7 @@ SANDBOX_DIR = "sandbox"
 SIM_PUBLIC_KEY = "conekta_webhook_public.pem"
 SIM_PRIVATE_KEY = "conekta_webhook_private.pem"
 SIM_API_KEY = "key_sandbox_guardia"
+SIM_ODOO_KEY = "odoo-test-api-key"
 
 
 def sandbox_dir(settings: Settings) -> Path:
@@ -54,6 +59,51 @@ def conekta_base_url(settings: Settings) -> str:
     return settings.conekta_api_url
 
 
+def odoo_base_url(settings: Settings) -> str:
+    """The Odoo root: the configured one, or the local simulator."""
+    return settings.odoo_url or f"http://127.0.0.1:{settings.sandbox_odoo_port}"
+
+
+def build_odoo(settings: Settings) -> OdooClient:
+    """The production-side Odoo client."""
+    secret = settings.odoo_api_key.get_secret_value() if settings.odoo_api_key else SIM_ODOO_KEY
+    return OdooClient(
+        base_url=odoo_base_url(settings),
+        database=settings.odoo_database,
+        login=settings.odoo_login,
+        secret=secret,
+        version=settings.odoo_version,
+        company_id=settings.odoo_company_id,
+        timeout=settings.odoo_timeout_seconds,
+    )
+
+
+def build_odoo_staging(settings: Settings) -> OdooClient | None:
+    """The staging Odoo of the daily posting test (the simulator in sandbox mode)."""
+    if settings.odoo_staging_url is None:
+        return build_odoo(settings) if settings.uses_odoo_simulator() else None
+    key = settings.odoo_staging_api_key
+    return OdooClient(
+        base_url=settings.odoo_staging_url,
+        database=settings.odoo_staging_database,
+        login=settings.odoo_login,
+        secret=key.get_secret_value() if key else "",
+        version=settings.odoo_version,
+        company_id=settings.odoo_company_id,
+        timeout=settings.odoo_timeout_seconds,
+    )
+
+
+def ledger_config(settings: Settings) -> LedgerConfig:
+    """Journal and account codes from settings."""
+    return LedgerConfig(
+        journal_code=settings.odoo_journal_code,
+        credit_account_code=settings.odoo_credit_account_code,
+        debit_account_code=settings.odoo_debit_account_code,
+        analytic_account_id=settings.odoo_analytic_account_id,
+    )
+
+
 @dataclass
 class Container:
     """Everything a request or a job needs, built once per process."""
@@ -62,14 +112,36 @@ class Container:
     database: Database
     engine: AsyncEngine
     jobs: App
-    conekta: ConektaClient
+    conekta: ConektaGateway
     keyring: ConektaKeyring
     receiver: WebhookReceiver
     tokens: TokenBook
     metrics: Metrics
     clock: Clock
     policy: BackoffPolicy
+    odoo: LedgerGateway
+    odoo_staging: LedgerGateway | None
+    ledger_config: LedgerConfig
+    resolver: TargetResolver
     extras: dict[str, Any] = field(default_factory=dict)
+
+    def posting_deps(self) -> PostingDeps:
+        """What a posting run needs."""
+        return PostingDeps(self.engine, self.odoo, self.resolver, self.conekta, self.conekta)
+
+    async def defer_postings(
+        self, order_id: str, correlation_id: str, posting_ids: tuple[int, ...]
+    ) -> int:
+        """Enqueue postings (one queued job per posting at most)."""
+        queued = 0
+        for posting_id in posting_ids:
+            job = await self.defer(
+                task_module.POST_ENTRY,
+                {"posting_id": posting_id, "order_id": order_id, "correlation_id": correlation_id},
+                queueing_lock=f"posting:{posting_id}",
+            )
+            queued += job is not None
+        return queued
 
     async def defer(self, task_name: str, kwargs: dict[str, Any], **options: Any) -> int | None:
         """Enqueue a job by task name."""
@@ -90,6 +162,17 @@ class Container:
             queueing_lock=f"event:{event_pk}",
         )
 
+    async def enqueue_in_transaction(
+        self, conn: AsyncConnection, event_pk: int, correlation_id: str, order_id: str | None
+    ) -> None:
+        """Defer an event's processing on the caller's connection (commits with the event)."""
+        raw = await conn.get_raw_connection()
+        await self.jobs.configure_task(
+            task_module.PROCESS_EVENT,
+            connection=raw.driver_connection,
+            queueing_lock=f"event:{event_pk}",
+        ).defer_async(event_pk=event_pk, correlation_id=correlation_id, order_id=order_id)
+
     async def defer_retry(self, task_name: str, kwargs: dict[str, Any]) -> int:
         """Re-enqueue a dead letter's job (no queueing lock: an operator asked for it)."""
         order_id = kwargs.get("order_id")
@@ -99,6 +182,9 @@ class Container:
     async def aclose(self) -> None:
         """Release connections (the embedded server is released by the caller)."""
         await self.conekta.aclose()
+        await self.odoo.aclose()
+        if self.odoo_staging is not None:
+            await self.odoo_staging.aclose()
         await self.engine.dispose()
 
 
@@ -111,8 +197,11 @@ def build_jobs_app(url: str, settings: Settings, policy: BackoffPolicy) -> App:
     schedules = {
         task_module.SWEEP: settings.sweep_cron,
         task_module.RELAY_INBOX: "*/10 * * * * *",
-        task_module.RECOVER_STALLED: "*/20 * * * * *",
+        task_module.RECOVER_STALLED: "*/5 * * * * *",
         task_module.EVALUATE_ALERTS: settings.alert_eval_cron,
+        task_module.RELAY_POSTINGS: "*/5 * * * * *",
+        task_module.CHECK_ODOO: settings.config_check_cron,
+        task_module.POSTING_TEST: settings.posting_test_cron,
     }
     for name, cron in schedules.items():
         app.periodic(cron=cron, periodic_id=name.split(":")[-1])(app.tasks[name])
@@ -124,7 +213,8 @@ def build_container(
     database: Database,
     *,
     clock: Clock | None = None,
-    conekta: ConektaClient | None = None,
+    conekta: ConektaGateway | None = None,
+    odoo: LedgerGateway | None = None,
 ) -> Container:
     """Wire a Container from settings (fakes may replace the clock or the Conekta client)."""
     api_key = (
@@ -143,7 +233,10 @@ def build_container(
     )
     engine = database.async_engine(pool_size=settings.db_pool_size)
     keyring = load_keyring(settings)
-    return Container(
+    clock = clock or SystemClock()
+    odoo = odoo or build_odoo(settings)
+    cfg = ledger_config(settings)
+    container = Container(
         settings=settings,
         database=database,
         engine=engine,
@@ -153,9 +246,20 @@ def build_container(
         receiver=WebhookReceiver(engine, keyring, livemode=settings.conekta_livemode),
         tokens=TokenBook.parse(settings.api_tokens),
         metrics=Metrics(database.direct_url),
-        clock=clock or SystemClock(),
+        clock=clock,
         policy=policy,
+        odoo=odoo,
+        odoo_staging=build_odoo_staging(settings),
+        ledger_config=cfg,
+        resolver=TargetResolver(odoo, cfg, clock),
     )
+    container.receiver = WebhookReceiver(
+        engine,
+        keyring,
+        livemode=settings.conekta_livemode,
+        enqueue=container.enqueue_in_transaction,
+    )
+    return container
 
 
 async def run_worker(container: Container, *, concurrency: int | None = None) -> None:

@@ -64,8 +64,47 @@ class Settings(BaseSettings):
     )
     conekta_timeout_seconds: float = 10.0
 
+    # --- Odoo -----------------------------------------------------------------------------
+    odoo_url: str | None = Field(
+        default=None, description="Odoo base URL. Unset: the local Odoo simulator is used."
+    )
+    odoo_database: str = "mxtest"
+    odoo_login: str = "guardia-bot"
+    odoo_api_key: SecretStr | None = Field(
+        default=None, description="Bot user's API key (or password on 16-18)."
+    )
+    odoo_version: str = Field(
+        default="auto", description="auto (detected), or 16.0 / 17.0 / 18.0 / 19.0."
+    )
+    odoo_company_id: int = 1
+    odoo_journal_code: str = Field(
+        default="CSH1", description="Journal of the entries; its default account is the debit."
+    )
+    odoo_debit_account_code: str | None = Field(
+        default=None, description="Debit account code (overrides the journal's default account)."
+    )
+    odoo_credit_account_code: str = Field(
+        default="401.01.01", description="Income account credited (SAT 401; 405 does not exist)."
+    )
+    odoo_analytic_account_id: int | None = Field(
+        default=1, description="Analytic account on both lines; checked at start-up."
+    )
+    odoo_timeout_seconds: float = 15.0
+    odoo_staging_url: str | None = Field(
+        default=None, description="Staging Odoo for the daily posting test (unset: not run)."
+    )
+    odoo_staging_database: str = "staging"
+    odoo_staging_api_key: SecretStr | None = None
+    posting_test_cron: str = Field(
+        default="0 6 * * *", description="Daily staging posting test schedule."
+    )
+    config_check_cron: str = Field(
+        default="*/60 * * * * *", description="Odoo config check schedule (readiness)."
+    )
+
     # --- simulators -----------------------------------------------------------------------
     sandbox_conekta_port: int = 8101
+    sandbox_odoo_port: int = 8102
 
     # --- jobs -----------------------------------------------------------------------------
     worker_concurrency: int = 8
@@ -91,13 +130,27 @@ class Settings(BaseSettings):
     alert_webhook_window_seconds: float = 300.0
     alert_webhook_min_attempts: int = 5
     alert_eval_cron: str = "*/15 * * * * *"
+    alert_dead_letter_growth: int = Field(
+        default=1, description="New dead letters within the window that fire the alert."
+    )
+    alert_dead_letter_window_seconds: float = 900.0
     runbook_base_url: str = "https://github.com/hu25/guardia/blob/main/docs/runbooks.md"
 
     # --- logging --------------------------------------------------------------------------
     log_json: bool = True
     log_level: str = "INFO"
 
-    @field_validator("database_url", "database_direct_url", "conekta_api_key", mode="before")
+    @field_validator(
+        "database_url",
+        "database_direct_url",
+        "conekta_api_key",
+        "odoo_url",
+        "odoo_api_key",
+        "odoo_debit_account_code",
+        "odoo_staging_url",
+        "odoo_staging_api_key",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         """Treat `GUARDIA_X=` (as copied from .env.example) as not set."""
@@ -110,3 +163,7 @@ class Settings(BaseSettings):
     def uses_simulators(self) -> bool:
         """Tell whether Guardia talks to the local Conekta simulator."""
         return self.conekta_api_key is None
+
+    def uses_odoo_simulator(self) -> bool:
+        """Tell whether Guardia posts to the local Odoo simulator."""
+        return self.odoo_url is None

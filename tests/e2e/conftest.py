@@ -79,7 +79,7 @@ class Running:
 @pytest.fixture
 def guardia_up(db_url: str, tmp_path: Path) -> Iterator[Running]:
     """Start `guardia up` against a fresh database; stop it with SIGTERM after the test."""
-    port, sim_port = free_port(), free_port()
+    port, sim_port, odoo_port = free_port(), free_port(), free_port()
     env = {
         **os.environ,
         "GUARDIA_DATABASE_URL": db_url,
@@ -87,13 +87,15 @@ def guardia_up(db_url: str, tmp_path: Path) -> Iterator[Running]:
         "GUARDIA_PORT": str(port),
         "GUARDIA_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
         "GUARDIA_SANDBOX_CONEKTA_PORT": str(sim_port),
+        "GUARDIA_SANDBOX_ODOO_PORT": str(odoo_port),
         "GUARDIA_API_TOKENS": f"e2e-op:operator:{hash_token(OPERATOR)},"
         f"e2e-pwa:pwa:{hash_token(PWA)}",
         "GUARDIA_SWEEP_CRON": "* * * * * *",
         "GUARDIA_SWEEP_PENDING_AGE_SECONDS": "2",
         "GUARDIA_ALERT_EVAL_CRON": "* * * * * *",
     }
-    env.pop("GUARDIA_CONEKTA_API_KEY", None)
+    for provider_key in ("GUARDIA_CONEKTA_API_KEY", "GUARDIA_ODOO_URL"):
+        env.pop(provider_key, None)
     log = tmp_path / "guardia-up.log"
     with log.open("wb") as out:
         process = subprocess.Popen(

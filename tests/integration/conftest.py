@@ -16,6 +16,8 @@ from guardia.bootstrap import Container, build_container
 from guardia.entrypoints.http import create_app
 from guardia.entrypoints.runtime import opened
 from guardia.jobs import deadletters
+from guardia.ledger.fakes import InMemoryLedger
+from guardia.payments.fakes import InMemoryOrders
 from guardia.settings import Settings
 
 TOKENS = {
@@ -42,12 +44,30 @@ def test_settings(db_url: str, tmp_path: Path, key_file: Path, **overrides: Any)
 
 
 @pytest.fixture
+def orders() -> InMemoryOrders:
+    """Conekta, as an in-memory fake that keeps its rules."""
+    return InMemoryOrders()
+
+
+@pytest.fixture
+def ledger() -> InMemoryLedger:
+    """Odoo, as an in-memory fake that keeps its rules."""
+    return InMemoryLedger()
+
+
+@pytest.fixture
 async def container(
-    db_url: str, tmp_path: Path, webhook_key_file: Path
+    db_url: str,
+    tmp_path: Path,
+    webhook_key_file: Path,
+    orders: InMemoryOrders,
+    ledger: InMemoryLedger,
 ) -> AsyncIterator[Container]:
-    """A Container wired to a fresh database, with its job queue open."""
+    """A Container wired to a fresh database and the fakes, with its job queue open."""
     settings = test_settings(db_url, tmp_path, webhook_key_file)
-    c = build_container(settings, Database(pooled_url=db_url, direct_url=db_url))
+    c = build_container(
+        settings, Database(pooled_url=db_url, direct_url=db_url), conekta=orders, odoo=ledger
+    )
     async with opened(c):
         yield c
 
@@ -66,9 +86,10 @@ def auth(role: Role) -> dict[str, str]:
 
 
 async def drain(container: Container) -> None:
-    """Run a worker until the queue is empty (periodic schedules aside)."""
+    """Run a worker until the queues are empty (periodic jobs are left alone)."""
     await container.jobs.run_worker_async(
         wait=False,
+        queues=["webhooks", "recovery", "ledger"],
         concurrency=4,
         additional_context={"container": container},
         worker_middleware=[deadletters.middleware(lambda ctx: container.engine)],

@@ -59,6 +59,11 @@ async def test_a_route_without_a_policy_is_refused_even_to_an_operator(
 
 async def test_public_probes_need_no_token(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).status_code == 200
+    not_yet = await client.get("/readyz")
+    assert not_yet.status_code == 503
+    assert not_yet.json()["checks"]["odoo"]["ok"] is False
+    checked = await client.post("/api/checks/odoo", headers=auth(Role.OPERATOR))
+    assert checked.status_code == 200, checked.text
     ready = await client.get("/readyz")
     assert ready.status_code == 200, ready.text
     assert ready.json()["checks"]["migrations"]["ok"] is True

@@ -125,7 +125,10 @@ async def drain_all(container: Container, rounds: int = 40) -> None:
         await drain(container)
         async with container.engine.connect() as conn:
             left = await conn.scalar(
-                text("SELECT count(*) FROM procrastinate_jobs WHERE status IN ('todo', 'doing')")
+                text(
+                    "SELECT count(*) FROM procrastinate_jobs WHERE status IN ('todo', 'doing') "
+                    "AND queue_name <> 'periodic'"
+                )
             )
         if not left:
             return
@@ -161,9 +164,10 @@ async def test_a_permanent_failure_becomes_a_dead_letter_and_retry_by_cause_re_e
 
 
 async def test_a_retryable_failure_backs_off_then_becomes_a_dead_letter(
-    container: Container,
+    container: Container, orders: InMemoryOrders
 ) -> None:
     container.policy.max_attempts = 2
+    orders.unavailable = True
     await container.defer("guardia:pull_order", {"order_id": "ord_unreachable"})
     await drain_all(container)
     letters = await deadletters.list_dead_letters(container.engine, deadletters.DeadLetterFilter())

@@ -68,6 +68,41 @@ async def _webhook_failure_ratio(conn: AsyncConnection, s: Settings, now: dateti
     return Reading(ratio, firing, {"total": total, "failed": failed})
 
 
+async def _dead_letter_growth(conn: AsyncConnection, s: Settings, now: datetime) -> Reading:
+    since = now - timedelta(seconds=s.alert_dead_letter_window_seconds)
+    row = (
+        await conn.execute(
+            text(
+                "SELECT count(*) AS new, string_agg(DISTINCT cause, ',') AS causes "
+                "FROM dead_letters WHERE failed_at >= :since AND failed_at <= :now"
+            ),
+            {"since": since, "now": now},
+        )
+    ).one()
+    new = int(row.new)
+    return Reading(float(new), new >= s.alert_dead_letter_growth, {"causes": row.causes or ""})
+
+
+def _latest_check_failing(target: str) -> Evaluate:
+    async def evaluate(conn: AsyncConnection, s: Settings, now: datetime) -> Reading:
+        row = (
+            await conn.execute(
+                text(
+                    "SELECT ok, checked_at FROM config_checks WHERE target = :t "
+                    "ORDER BY checked_at DESC, id DESC LIMIT 1"
+                ),
+                {"t": target},
+            )
+        ).first()
+        if row is None:
+            return Reading(0.0, False, {"checked": False})
+        return Reading(
+            0.0 if row.ok else 1.0, not row.ok, {"checked_at": row.checked_at.isoformat()}
+        )
+
+    return evaluate
+
+
 RULES: tuple[Rule, ...] = (
     Rule(
         name="WebhookFailureRateHigh",
@@ -83,6 +118,39 @@ RULES: tuple[Rule, ...] = (
         for_="5m",
         evaluate=_webhook_failure_ratio,
         threshold=lambda s: s.alert_webhook_failure_ratio,
+    ),
+    Rule(
+        name="DeadLettersGrowing",
+        severity="warning",
+        runbook="2-asiento-contable-falla-en-odoo",
+        summary="{threshold:.0f} or more jobs became dead letters in the window",
+        promql=lambda s: (
+            f"sum(increase(guardia_dead_letters_total[{int(s.alert_dead_letter_window_seconds)}s]))"
+            f" >= {s.alert_dead_letter_growth}"
+        ),
+        for_="0m",
+        evaluate=_dead_letter_growth,
+        threshold=lambda s: float(s.alert_dead_letter_growth),
+    ),
+    Rule(
+        name="OdooConfigCheckFailing",
+        severity="critical",
+        runbook="2-asiento-contable-falla-en-odoo",
+        summary="The Odoo configuration check fails: postings will dead-letter",
+        promql=lambda s: 'guardia_config_check_ok{target="odoo"} == 0',
+        for_="2m",
+        evaluate=_latest_check_failing("odoo"),
+        threshold=lambda s: 1.0,
+    ),
+    Rule(
+        name="StagingPostingTestFailing",
+        severity="warning",
+        runbook="2-asiento-contable-falla-en-odoo",
+        summary="The daily posting test against staging Odoo failed",
+        promql=lambda s: 'guardia_config_check_ok{target="odoo_posting_test"} == 0',
+        for_="0m",
+        evaluate=_latest_check_failing("odoo_posting_test"),
+        threshold=lambda s: 1.0,
     ),
 )
 

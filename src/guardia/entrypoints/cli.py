@@ -17,11 +17,13 @@ from guardia.adapters.postgres.database import Database, migration_status, upgra
 from guardia.alerts.rules import prometheus_rules
 from guardia.auth.tokens import Role, hash_token, new_token
 from guardia.bootstrap import Container, build_container
-from guardia.core.errors import GuardiaError
+from guardia.core.errors import GuardiaError, InvalidInput
 from guardia.core.logging import configure_logging
 from guardia.entrypoints import runtime
 from guardia.entrypoints.http import order_json
 from guardia.jobs import deadletters
+from guardia.ledger.check import CheckReport, check_ledger, posting_test, store_report
+from guardia.ledger.service import postings_of
 from guardia.payments import service as payments
 from guardia.recovery import resend_event
 from guardia.settings import Settings
@@ -34,11 +36,15 @@ dlq_app = typer.Typer(help="Dead letters: jobs that exhausted their retries.")
 alerts_app = typer.Typer(help="Alert rules.")
 tokens_app = typer.Typer(help="API tokens.")
 sandbox_app = typer.Typer(help="Local provider simulators.")
+check_app = typer.Typer(help="Configuration checks (run at start-up too).")
+ledger_app = typer.Typer(help="Odoo postings.")
 app.add_typer(db_app, name="db")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(check_app, name="check")
+app.add_typer(ledger_app, name="ledger")
 
 console = Console()
 err = Console(stderr=True)
@@ -94,6 +100,8 @@ def up() -> None:
         err.print(f"API:               {info['api']}")
         if info["conekta_simulator"]:
             err.print(f"Conekta simulator: {info['conekta_simulator']}")
+        if info["odoo_simulator"]:
+            err.print(f"Odoo simulator:    {info['odoo_simulator']}")
         err.print(f"Database:          {info['database']}")
         if info["tokens"]:
             err.print(f"Local tokens (also in {runtime.dev_tokens_path(settings)}):")
@@ -335,10 +343,82 @@ def tokens_new(
     console.print(f"GUARDIA_API_TOKENS entry: {name}:{role.value}:{hash_token(token)}")
 
 
+def _print_report(report: CheckReport) -> None:
+    table = Table(title=f"{report.target}: {'OK' if report.ok else 'FAILING'}")
+    for col in ("check", "ok", "detail", "what to fix"):
+        table.add_column(col)
+    for item in report.items:
+        table.add_row(item.name, "✔" if item.ok else "✘", item.detail, item.fix)
+    console.print(table)
+
+
+@check_app.command("odoo")
+def check_odoo(as_json: JsonOpt = False) -> None:
+    """Check Odoo: version, credentials, rights, journal, accounts, analytic account."""
+
+    async def run(c: Container) -> CheckReport:
+        report = await check_ledger(c.odoo, c.ledger_config)
+        await store_report(c.engine, report)
+        return report
+
+    report = _with_container(run)
+    _emit(report.to_json(), as_json, lambda: _print_report(report))
+    if not report.ok:
+        raise typer.Exit(code=1)
+
+
+@ledger_app.command("posting-test")
+def ledger_posting_test(as_json: JsonOpt = False) -> None:
+    """Post and reverse a 1.00 MXN entry in the staging Odoo now."""
+
+    async def run(c: Container) -> CheckReport:
+        if c.odoo_staging is None:
+            raise InvalidInput("no staging Odoo configured (GUARDIA_ODOO_STAGING_URL)")
+        report = await posting_test(c.odoo_staging, c.odoo_staging, c.ledger_config, c.clock)
+        await store_report(c.engine, report)
+        return report
+
+    report = _with_container(run)
+    _emit(report.to_json(), as_json, lambda: _print_report(report))
+    if not report.ok:
+        raise typer.Exit(code=1)
+
+
+@ledger_app.command("postings")
+def ledger_postings(order_id: str, as_json: JsonOpt = False) -> None:
+    """An order's Odoo postings (kind, state, move id and name)."""
+    rows = _with_container(lambda c: postings_of(c.engine, order_id))
+
+    def human() -> None:
+        table = Table(title=f"postings of {order_id}")
+        for col in ("kind", "state", "amount_cents", "odoo_move_id", "odoo_move_name", "cause"):
+            table.add_column(col)
+        for r in rows:
+            table.add_row(
+                *(
+                    str(r[k])
+                    for k in (
+                        "kind",
+                        "state",
+                        "amount_cents",
+                        "odoo_move_id",
+                        "odoo_move_name",
+                        "cause",
+                    )
+                )
+            )
+        console.print(table)
+
+    _emit(rows, as_json, human)
+
+
 def _mount_sandbox() -> None:
     from guardia.sandbox.conekta_cli import app as conekta_cli
 
     sandbox_app.add_typer(conekta_cli, name="conekta")
+    from guardia.sandbox.odoo_cli import app as odoo_cli
+
+    sandbox_app.add_typer(odoo_cli, name="odoo")
 
 
 _mount_sandbox()

@@ -22,8 +22,10 @@ from guardia.adapters.postgres.database import migration_status
 from guardia.adapters.postgres.tables import alerts, webhook_attempts
 from guardia.auth.tokens import Policy, Principal
 from guardia.bootstrap import Container
-from guardia.core.errors import Forbidden, GuardiaError, InvalidInput
+from guardia.core.errors import Forbidden, GuardiaError, InvalidInput, NotFound
 from guardia.jobs import deadletters
+from guardia.ledger.check import check_ledger, latest_report, store_report
+from guardia.ledger.service import postings_of
 from guardia.payments import service as payments
 from guardia.payments.service import OrderView, ReplaySelector
 from guardia.recovery import resend_event
@@ -181,8 +183,32 @@ def order_json(view: OrderView) -> dict[str, Any]:
 
 @api.get("/orders/{order_id}", openapi_extra=policy(Policy.PWA_READ))
 async def get_order(order_id: str, request: Request) -> dict[str, Any]:
-    """Payment status of one order (404 if unknown)."""
-    return order_json(await payments.get_order_view(container_of(request).engine, order_id))
+    """Payment status of one order (404 if unknown), with its Odoo entries."""
+    engine = container_of(request).engine
+    view = order_json(await payments.get_order_view(engine, order_id))
+    view["ledger"] = await postings_of(engine, order_id)
+    return view
+
+
+@api.get("/checks/{target}", openapi_extra=policy(Policy.READ))
+async def get_check(target: str, request: Request) -> dict[str, Any]:
+    """The latest stored config check of a target (odoo, odoo_posting_test)."""
+    found = await latest_report(container_of(request).engine, target)
+    if found is None:
+        raise NotFound(f"no {target} check has run yet")
+    ok, checked_at, results = found
+    return {"ok": ok, "checked_at": checked_at.isoformat(), **results}
+
+
+@api.post("/checks/odoo", openapi_extra=policy(Policy.ACT))
+async def run_odoo_check(request: Request) -> JSONResponse:
+    """Run the Odoo config check now (stored; readiness follows it)."""
+    c = container_of(request)
+    report = await check_ledger(c.odoo, c.ledger_config)
+    await store_report(c.engine, report)
+    if report.ok:
+        c.resolver.invalidate()
+    return JSONResponse(report.to_json(), status_code=200 if report.ok else 409)
 
 
 class ReplayBody(BaseModel):
@@ -222,6 +248,7 @@ async def pull(
         c.engine, c.conekta, order_id, actor=principal_of(request).name, dry_run=dry_run
     )
     c.metrics.provider_calls.labels("pull").inc()
+    await c.defer_postings(order_id, result.correlation_id, result.postings)
     return {
         "order_id": order_id,
         "dry_run": dry_run,
@@ -405,6 +432,16 @@ async def readyz(request: Request) -> JSONResponse:
     keys = len(c.keyring.active_keys(livemode=c.settings.conekta_livemode))
     checks["webhook_keys"] = {"ok": keys > 0, "active": keys}
     checks["api_tokens"] = {"ok": len(c.tokens) > 0, "configured": len(c.tokens)}
+    odoo = await latest_report(c.engine, "odoo") if checks["database"]["ok"] else None
+    checks["odoo"] = (
+        {"ok": False, "detail": "the Odoo config check has not run yet"}
+        if odoo is None
+        else {
+            "ok": odoo[0],
+            "checked_at": odoo[1].isoformat(),
+            "failures": [i for i in odoo[2].get("items", []) if not i["ok"]],
+        }
+    )
     for name, check in c.extras.get("readiness", {}).items():
         checks[name] = await check()
     ready = all(v["ok"] for v in checks.values())

@@ -26,6 +26,7 @@ from guardia.bootstrap import (
     sandbox_dir,
 )
 from guardia.entrypoints.http import create_app
+from guardia.ledger.check import check_ledger, store_report
 from guardia.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -88,6 +89,14 @@ def _server(app: Any, host: str, port: int) -> uvicorn.Server:
     return server
 
 
+async def startup_check(container: Container) -> None:
+    """Run the Odoo config check at start-up; failures keep readiness red, they do not exit."""
+    report = await check_ledger(container.odoo, container.ledger_config)
+    await store_report(container.engine, report)
+    for item in report.failures():
+        log.error("startup_check_failed", check=item.name, detail=item.detail, fix=item.fix)
+
+
 @contextlib.asynccontextmanager
 async def opened(container: Container) -> AsyncIterator[Container]:
     """Open the job queue connection for a Container and close everything after."""
@@ -131,6 +140,16 @@ async def up(settings: Settings, *, announce: Callable[[dict[str, Any]], None]) 
                 _server(app, settings.host, settings.port).serve,
                 lambda: run_worker(container),
             ]
+            if settings.uses_odoo_simulator():
+                from guardia.sandbox.odoo import OdooSimConfig, OdooSimulator
+                from guardia.sandbox.odoo import create_app as create_odoo_app
+
+                odoo_sim = OdooSimulator(OdooSimConfig(database=settings.odoo_database))
+                jobs.append(
+                    _server(
+                        create_odoo_app(odoo_sim), "127.0.0.1", settings.sandbox_odoo_port
+                    ).serve
+                )
             if simulate and sim_key is not None:
                 from guardia.sandbox.conekta import ConektaSimConfig, ConektaSimulator
                 from guardia.sandbox.conekta import create_app as create_sim_app
@@ -145,11 +164,17 @@ async def up(settings: Settings, *, announce: Callable[[dict[str, Any]], None]) 
                 jobs.append(
                     _server(create_sim_app(sim), "127.0.0.1", settings.sandbox_conekta_port).serve
                 )
+            jobs.append(lambda: _after_start(container))
             announce(
                 {
                     "api": f"http://{settings.host}:{settings.port}",
                     "conekta_simulator": (
                         f"http://127.0.0.1:{settings.sandbox_conekta_port}" if simulate else None
+                    ),
+                    "odoo_simulator": (
+                        f"http://127.0.0.1:{settings.sandbox_odoo_port}"
+                        if settings.uses_odoo_simulator()
+                        else None
                     ),
                     "database": "embedded" if database.embedded is not None else "configured URL",
                     "tokens": tokens,
@@ -159,6 +184,13 @@ async def up(settings: Settings, *, announce: Callable[[dict[str, Any]], None]) 
             await _run_until_signal(jobs)
     finally:
         database.close()
+
+
+async def _after_start(container: Container) -> None:
+    """Once the servers listen, run the start-up check, then stay (a task of the process)."""
+    await asyncio.sleep(0.5)
+    await startup_check(container)
+    await asyncio.Event().wait()
 
 
 async def serve(settings: Settings) -> None:

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from guardia.adapters.postgres.tables import payments, webhook_attempts, webhook_events
+from guardia.adapters.postgres.tables import webhook_attempts, webhook_events
 from guardia.core.clock import from_unix
 from guardia.core.errors import InvalidSignature
 from guardia.core.ids import new_correlation_id
@@ -29,6 +29,11 @@ from guardia.payments.service import classify
 log = structlog.get_logger(__name__)
 
 PROVIDER = "conekta"
+ORDER_CORRELATION = text(
+    "SELECT coalesce("
+    "(SELECT correlation_id FROM payments WHERE order_id = :order_id), "
+    "(SELECT correlation_id FROM webhook_events WHERE order_id = :order_id ORDER BY id LIMIT 1))"
+)
 _SECRET_HEADERS = {"authorization", "cookie", "proxy-authorization", "x-api-key"}
 _HASHED_HEADERS = {"digest"}
 
@@ -74,13 +79,29 @@ def _order_id_of(event: Mapping[str, Any]) -> tuple[str | None, str | None]:
     return obj.get("order_id") or None, kind
 
 
-class WebhookReceiver:
-    """Conekta's webhook endpoint logic, independent of the web framework."""
+Enqueue = Callable[[AsyncConnection, int, str, str | None], Awaitable[None]]
 
-    def __init__(self, engine: AsyncEngine, keyring: ConektaKeyring, *, livemode: bool) -> None:
+
+class WebhookReceiver:
+    """Conekta's webhook endpoint logic, independent of the web framework.
+
+    `enqueue` puts the processing job in the queue inside the same transaction that stores the
+    event (procrastinate can defer on our connection), so an acknowledged event always has its
+    job: one commit, no window between storing and enqueuing.
+    """
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        keyring: ConektaKeyring,
+        *,
+        livemode: bool,
+        enqueue: Enqueue | None = None,
+    ) -> None:
         self._engine = engine
         self._keyring = keyring
         self._livemode = livemode
+        self._enqueue = enqueue
 
     async def _attempt(
         self,
@@ -189,16 +210,7 @@ class WebhookReceiver:
     async def _order_correlation(self, conn: AsyncConnection, order_id: str | None) -> str | None:
         if order_id is None:
             return None
-        found = await conn.scalar(
-            select(payments.c.correlation_id).where(payments.c.order_id == order_id)
-        )
-        if found is None:
-            found = await conn.scalar(
-                select(webhook_events.c.correlation_id)
-                .where(webhook_events.c.order_id == order_id)
-                .order_by(webhook_events.c.id)
-                .limit(1)
-            )
+        found = await conn.scalar(ORDER_CORRELATION, {"order_id": order_id})
         return None if found is None else str(found)
 
     async def _store(
@@ -267,6 +279,9 @@ class WebhookReceiver:
                 needs = existing.status == "received"
             else:
                 pk, outcome, needs = int(inserted), "accepted", kind != "unknown"
+                if needs and self._enqueue is not None:
+                    await self._enqueue(conn, pk, corr, order_id)
+                    needs = False
             await conn.execute(
                 insert(webhook_attempts).values(
                     provider=PROVIDER,

@@ -17,6 +17,9 @@ from sqlalchemy import select
 
 from guardia.adapters.postgres.tables import webhook_events
 from guardia.alerts.rules import evaluate_all
+from guardia.ledger.check import check_ledger, store_report
+from guardia.ledger.check import posting_test as daily_posting_test
+from guardia.ledger.service import pending_postings, run_posting
 from guardia.payments import service as payments
 
 if TYPE_CHECKING:
@@ -26,6 +29,10 @@ log = structlog.get_logger(__name__)
 
 QUEUES = {
     "process_event": "webhooks",
+    "post_entry": "ledger",
+    "relay_postings": "periodic",
+    "check_odoo": "periodic",
+    "posting_test": "periodic",
     "pull_order": "recovery",
     "sweep": "periodic",
     "relay_inbox": "periodic",
@@ -34,6 +41,10 @@ QUEUES = {
 }
 
 PROCESS_EVENT = "guardia:process_event"
+POST_ENTRY = "guardia:post_entry"
+RELAY_POSTINGS = "guardia:relay_postings"
+CHECK_ODOO = "guardia:check_odoo"
+POSTING_TEST = "guardia:posting_test"
 PULL_ORDER = "guardia:pull_order"
 SWEEP = "guardia:sweep"
 RELAY_INBOX = "guardia:relay_inbox"
@@ -54,6 +65,10 @@ async def process_event(
     structlog.contextvars.bind_contextvars(correlation_id=correlation_id, order_id=order_id)
     try:
         result = await payments.process_event(c.engine, event_pk)
+        if result.applied is not None and result.applied.postings:
+            await c.defer_postings(
+                result.applied.order_id, result.applied.correlation_id, result.applied.postings
+            )
         if result.outcome == "processed" and result.received_at is not None:
             c.metrics.processing_latency.labels("conekta").observe(
                 max(0.0, (c.clock.now() - result.received_at).total_seconds())
@@ -70,7 +85,52 @@ async def pull_order(
     c = _container(context)
     result = await payments.pull_order(c.engine, c.conekta, order_id, actor=actor)
     c.metrics.provider_calls.labels("pull").inc()
+    await c.defer_postings(order_id, result.correlation_id, result.postings)
     return result.after.status.value
+
+
+async def post_entry(
+    context: Any, posting_id: int, order_id: str, correlation_id: str
+) -> dict[str, Any]:
+    """Create and post one journal entry in Odoo (exactly once)."""
+    c = _container(context)
+    structlog.contextvars.bind_contextvars(correlation_id=correlation_id, order_id=order_id)
+    try:
+        outcome = await run_posting(c.posting_deps(), posting_id)
+    finally:
+        structlog.contextvars.unbind_contextvars("correlation_id", "order_id")
+    c.metrics.postings.labels(outcome.kind, "adopted" if outcome.adopted else "posted").inc()
+    return {"move_id": outcome.move_id, "move": outcome.move_name, "adopted": outcome.adopted}
+
+
+async def relay_postings(context: Any, timestamp: int) -> int:
+    """Periodic: enqueue postings left pending (after a pull, replay, sweep or crash)."""
+    c = _container(context)
+    cutoff = c.clock.now() - timedelta(seconds=c.settings.inbox_relay_seconds)
+    enqueued = 0
+    for posting_id, order_id, corr in await pending_postings(c.engine, older_than=cutoff):
+        if await c.defer_postings(order_id, corr, (posting_id,)):
+            enqueued += 1
+    return enqueued
+
+
+async def check_odoo(context: Any, timestamp: int) -> bool:
+    """Periodic: the Odoo config check (readiness and the OdooConfigCheckFailing alert)."""
+    c = _container(context)
+    report = await check_ledger(c.odoo, c.ledger_config)
+    await store_report(c.engine, report)
+    return report.ok
+
+
+async def posting_test(context: Any, timestamp: int) -> bool | None:
+    """Daily: post and reverse a minimal entry in the staging Odoo."""
+    c = _container(context)
+    if c.odoo_staging is None:
+        log.warning("posting_test_skipped", reason="no staging Odoo configured")
+        return None
+    report = await daily_posting_test(c.odoo_staging, c.odoo_staging, c.ledger_config, c.clock)
+    await store_report(c.engine, report)
+    return report.ok
 
 
 async def sweep(context: Any, timestamp: int) -> dict[str, Any]:
@@ -120,7 +180,7 @@ async def recover_stalled(context: Any, timestamp: int) -> int:
 async def retry_stalled_jobs(app: App, seconds_since_heartbeat: float) -> int:
     """Put back in the queue the running jobs of workers silent for too long (dead)."""
     manager = app.job_manager
-    stalled = await manager.get_stalled_jobs(seconds_since_heartbeat=seconds_since_heartbeat)
+    stalled = list(await manager.get_stalled_jobs(seconds_since_heartbeat=seconds_since_heartbeat))
     for job in stalled:
         await manager.retry_job(job)
         log.warning("stalled_job_retried", job_id=job.id, task=job.task_name)

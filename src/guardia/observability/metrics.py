@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import psycopg
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
@@ -19,7 +19,7 @@ class DatabaseGauges(Collector):
     def __init__(self, url: str) -> None:
         self._url = url
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         """Yield the gauges; on a database error yield `guardia_db_up 0` and nothing else."""
         up = GaugeMetricFamily("guardia_db_up", "1 if the database answered the scrape")
         try:
@@ -38,6 +38,11 @@ class DatabaseGauges(Collector):
                 firing = conn.execute(
                     "SELECT rule, count(*) FROM alerts WHERE status = 'firing' GROUP BY rule"
                 ).fetchall()
+                checks = conn.execute(
+                    "SELECT DISTINCT ON (target) target, ok FROM config_checks "
+                    "ORDER BY target, checked_at DESC, id DESC"
+                ).fetchall()
+                dead_total = conn.execute("SELECT count(*) FROM dead_letters").fetchone()
                 unprocessed = conn.execute(
                     "SELECT count(*) FROM webhook_events WHERE status = 'received'"
                 ).fetchone()
@@ -61,6 +66,17 @@ class DatabaseGauges(Collector):
         for rule, n in firing:
             g.add_metric([rule], n)
         yield g
+        g = GaugeMetricFamily(
+            "guardia_config_check_ok", "1 if the latest check passed", labels=["target"]
+        )
+        for target, ok in checks:
+            g.add_metric([target], 1.0 if ok else 0.0)
+        yield g
+        yield CounterMetricFamily(
+            "guardia_dead_letters",
+            "Jobs that became dead letters, ever",
+            value=float(dead_total[0] if dead_total else 0),
+        )
         yield GaugeMetricFamily(
             "guardia_webhook_events_unprocessed",
             "Stored events not processed yet",
@@ -96,6 +112,12 @@ class Metrics:
             "guardia_recovery_actions",
             "Recovery actions run (replay, pull, resend, sweep)",
             ["kind"],
+            registry=self.registry,
+        )
+        self.postings = Counter(
+            "guardia_postings",
+            "Journal entries posted to Odoo, by kind and how (posted, adopted)",
+            ["kind", "how"],
             registry=self.registry,
         )
         self.jobs = Counter(

@@ -7,7 +7,9 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 
 from guardia.core.errors import NotFound, ProviderUnavailable
+from guardia.ledger.ports import CustomerInfo
 from guardia.payments.model import OrderSnapshot
+from guardia.payments.ports import DeliveryLog, WebhookEndpoint
 
 
 class InMemoryOrders:
@@ -17,6 +19,10 @@ class InMemoryOrders:
         self._orders: dict[str, OrderSnapshot] = {}
         self.unavailable = False
         self.calls: list[str] = []
+        self.resent: list[tuple[str, tuple[str, ...]]] = []
+        self.webhooks = [
+            WebhookEndpoint("wh_1", "http://127.0.0.1/webhooks/conekta", "listening", True, ())
+        ]
 
     def put(self, snapshot: OrderSnapshot) -> None:
         """Store (or replace) an order, as the provider's own state changes."""
@@ -40,3 +46,24 @@ class InMemoryOrders:
         for snap in sorted(self._orders.values(), key=lambda s: (s.updated_at, s.order_id)):
             if snap.updated_at >= updated_at_gte:
                 yield snap
+
+    async def customer_of(self, order_id: str) -> CustomerInfo:
+        """The order's customer (its Conekta customer id as the stable ref)."""
+        snapshot = await self.get_order(order_id)
+        ref = f"conekta:{snapshot.customer_id or 'order:' + order_id}"
+        return CustomerInfo(ref=ref, name=f"Customer {snapshot.customer_id}", email=None)
+
+    async def list_webhooks(self) -> list[WebhookEndpoint]:
+        """The registered webhooks."""
+        return list(self.webhooks)
+
+    async def resend_event(self, event_id: str, webhook_ids: list[str]) -> DeliveryLog:
+        """Record the resend request; unknown webhook ids are NotFound as in Conekta."""
+        known = {w.webhook_id for w in self.webhooks}
+        if not set(webhook_ids) <= known:
+            raise NotFound(f"webhooks {sorted(set(webhook_ids) - known)} not found")
+        self.resent.append((event_id, tuple(webhook_ids)))
+        return DeliveryLog("webhl_fake", self.webhooks[0].url, 0, 200, None)
+
+    async def aclose(self) -> None:
+        """Nothing to release."""

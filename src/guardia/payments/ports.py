@@ -3,10 +3,46 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from guardia.ledger.ports import CustomerSource
 from guardia.payments.model import OrderSnapshot
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookEndpoint:
+    """A webhook registered in Conekta."""
+
+    webhook_id: str
+    url: str
+    status: str
+    active: bool
+    subscribed_events: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryLog:
+    """Conekta's record of delivering one event to one webhook."""
+
+    log_id: str
+    url: str
+    failed_attempts: int
+    last_http_response_status: int | None
+    last_attempted_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class EventSummary:
+    """An event as Conekta lists it, with its delivery logs."""
+
+    event_id: str
+    event_type: str
+    created_at: datetime | None
+    order_id: str | None
+    webhook_status: str | None
+    logs: tuple[DeliveryLog, ...]
 
 
 class OrderSource(Protocol):
@@ -18,4 +54,20 @@ class OrderSource(Protocol):
 
     def iter_orders(self, *, updated_at_gte: datetime) -> AsyncIterator[OrderSnapshot]:
         """Yield orders updated since a moment."""
+        ...
+
+
+class ConektaGateway(OrderSource, CustomerSource, Protocol):
+    """Everything Guardia asks of Conekta."""
+
+    async def list_webhooks(self) -> list[WebhookEndpoint]:
+        """Webhooks registered in Conekta."""
+        ...
+
+    async def resend_event(self, event_id: str, webhook_ids: list[str]) -> DeliveryLog:
+        """Ask Conekta to deliver an event again."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections."""
         ...

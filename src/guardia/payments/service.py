@@ -28,6 +28,7 @@ from guardia.core.clock import Clock
 from guardia.core.errors import InvalidInput, NotFound
 from guardia.core.ids import new_correlation_id
 from guardia.core.money import Money
+from guardia.ledger.outbox import record_postings
 from guardia.payments.model import (
     OrderSnapshot,
     PaymentMethod,
@@ -81,6 +82,7 @@ class Applied:
     before: PaymentState | None
     after: PaymentState
     correlation_id: str
+    postings: tuple[int, ...] = ()
 
     @property
     def changed(self) -> bool:
@@ -248,7 +250,12 @@ async def apply_snapshot(
             event_id=event_id,
             correlation_id=corr,
         )
-    return Applied(snapshot.order_id, before, after, corr)
+    new_postings: list[int] = []
+    if after != before:
+        new_postings = await record_postings(
+            conn, after, correlation_id=corr, now=after.source_updated_at
+        )
+    return Applied(snapshot.order_id, before, after, corr, tuple(new_postings))
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,6 +357,7 @@ class PullResult:
     changes: dict[str, tuple[object, object]]
     correlation_id: str
     action_id: int
+    postings: tuple[int, ...] = ()
 
 
 async def pull_order(
@@ -363,6 +371,7 @@ async def pull_order(
 ) -> PullResult:
     """Fetch an order from Conekta and apply it (or, dry run, show the diff and change nothing)."""
     snapshot = await source.get_order(order_id)
+    new_postings: tuple[int, ...] = ()
     async with engine.begin() as conn:
         if dry_run:
             before, row = await load_state(conn, order_id)
@@ -371,6 +380,7 @@ async def pull_order(
         else:
             applied = await apply_snapshot(conn, snapshot, source=kind)
             before, after, corr = applied.before, applied.after, applied.correlation_id
+            new_postings = applied.postings
         changes = diff(before, after)
         action_id = await record_action(
             conn,
@@ -390,7 +400,7 @@ async def pull_order(
         correlation_id=corr,
         actor=actor,
     )
-    return PullResult(order_id, dry_run, before, after, changes, corr, action_id)
+    return PullResult(order_id, dry_run, before, after, changes, corr, action_id, new_postings)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,6 @@ Protocol facts (docs/providers.md §1.4): `Authorization: Bearer key_…`, versi
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -21,7 +20,9 @@ import structlog
 from guardia.core.breaker import AsyncBreaker
 from guardia.core.clock import from_unix
 from guardia.core.errors import NotFound, ProviderRejected, ProviderUnavailable
+from guardia.ledger.ports import CustomerInfo
 from guardia.payments.model import OrderSnapshot, snapshot_from_order
+from guardia.payments.ports import DeliveryLog, EventSummary, WebhookEndpoint
 
 log = structlog.get_logger(__name__)
 
@@ -34,40 +35,6 @@ _PERMANENT_CAUSES = {
     409: "conflict",
     422: "validation",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class WebhookEndpoint:
-    """A webhook registered in Conekta."""
-
-    webhook_id: str
-    url: str
-    status: str
-    active: bool
-    subscribed_events: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryLog:
-    """Conekta's record of delivering one event to one webhook."""
-
-    log_id: str
-    url: str
-    failed_attempts: int
-    last_http_response_status: int | None
-    last_attempted_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class EventSummary:
-    """An event as Conekta lists it, with its delivery logs."""
-
-    event_id: str
-    event_type: str
-    created_at: datetime | None
-    order_id: str | None
-    webhook_status: str | None
-    logs: tuple[DeliveryLog, ...]
 
 
 def _delivery_log(data: Mapping[str, Any]) -> DeliveryLog:
@@ -161,6 +128,14 @@ class ConektaClient:
     async def get_order(self, order_id: str) -> OrderSnapshot:
         """Fetch one order and read its authoritative fields."""
         return snapshot_from_order(await self.get_order_raw(order_id))
+
+    async def customer_of(self, order_id: str) -> CustomerInfo:
+        """The order's customer, as the ledger's partner (stable ref: the Conekta customer id)."""
+        order = await self.get_order_raw(order_id)
+        info = order.get("customer_info") or {}
+        customer_id = info.get("customer_id") or order.get("customer_id")
+        ref = f"conekta:{customer_id}" if customer_id else f"conekta:order:{order_id}"
+        return CustomerInfo(ref=ref, name=str(info.get("name") or ref), email=info.get("email"))
 
     async def iter_orders(
         self, *, updated_at_gte: datetime, limit: int = 100

@@ -115,7 +115,9 @@ class Database:
             sqlalchemy_url(self.pooled_url),
             pool_size=pool_size,
             max_overflow=pool_size,
-            pool_pre_ping=True,
+            # No pre-ping (a round trip per checkout on the webhook path); recycle connections
+            # before Neon's idle suspend (5 min) would have closed them server-side.
+            pool_recycle=240,
             connect_args=connect_args,
         )
 
