@@ -6,10 +6,14 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from guardia.alerts.rules import evaluate_all, prometheus_rules
+from guardia.auth.tokens import Role
 from guardia.bootstrap import Container
+from guardia.ledger.fakes import InMemoryLedger
 from tests.conftest import Signer
+from tests.integration.conftest import auth
 from tests.integration.test_webhook_ingest import fixture_event, post_event
 
 pytestmark = pytest.mark.integration
@@ -52,3 +56,36 @@ def test_prometheus_rule_file_carries_threshold_and_runbook_url(container: Conta
     assert "> 0.05" in text
     assert "runbook_url:" in text
     assert "#1-webhook-de-conekta-no-llega" in text
+
+
+async def test_dead_letter_growth_and_a_failing_odoo_check_fire_their_alerts(
+    client: httpx.AsyncClient, container: Container
+) -> None:
+    async with container.engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO dead_letters (task_name, task_kwargs, queue, cause, error_type, "
+                "error_message, attempts) VALUES ('guardia:post_entry', '{}', 'ledger', "
+                "'missing_account', 'ProviderRejected', 'account 401.01.01 not found', 1)"
+            )
+        )
+    failing = await client.post("/api/checks/odoo", headers=auth(Role.OPERATOR))
+    assert failing.status_code == 200
+    await evaluate_all(container.engine, container.settings, datetime.now(UTC))
+    alerts = (await client.get("/api/alerts", headers=auth(Role.AUDITOR))).json()["alerts"]
+    assert {a["rule"] for a in alerts if a["status"] == "firing"} == {"DeadLettersGrowing"}
+    assert all(a["runbook_url"].endswith("#2-asiento-contable-falla-en-odoo") for a in alerts)
+
+
+async def test_a_failing_odoo_check_fires_until_it_passes_again(
+    client: httpx.AsyncClient, container: Container, ledger: InMemoryLedger
+) -> None:
+    ledger.groups.clear()
+    failing = await client.post("/api/checks/odoo", headers=auth(Role.OPERATOR))
+    assert failing.status_code == 409
+    fired = await evaluate_all(container.engine, container.settings, datetime.now(UTC))
+    assert [t.rule for t in fired if t.change == "fired"] == ["OdooConfigCheckFailing"]
+    ledger.groups.add("account.group_account_invoice")
+    assert (await client.post("/api/checks/odoo", headers=auth(Role.OPERATOR))).status_code == 200
+    cleared = await evaluate_all(container.engine, container.settings, datetime.now(UTC))
+    assert [t.rule for t in cleared if t.change == "resolved"] == ["OdooConfigCheckFailing"]
