@@ -8,6 +8,7 @@ import structlog
 from sqlalchemy import select
 
 from guardia.adapters.postgres.tables import webhook_events
+from guardia.audit import log as audit
 from guardia.core.errors import InvalidInput
 from guardia.core.ids import new_correlation_id
 from guardia.payments.service import record_action
@@ -30,7 +31,7 @@ async def our_webhook_ids(c: Container) -> list[str]:
 
 
 async def resend_event(
-    c: Container, event_id: str, webhook_ids: list[str], *, actor: str
+    c: Container, event_id: str, webhook_ids: list[str], *, actor: str, reason: str = ""
 ) -> dict[str, Any]:
     """Ask Conekta to deliver `event_id` again; record the action with its correlation id."""
     targets = webhook_ids or await our_webhook_ids(c)
@@ -56,6 +57,14 @@ async def resend_event(
             correlation_id=corr,
             dry_run=False,
             result=result,
+        )
+        await audit.record(
+            conn,
+            actor=actor,
+            action="resend",
+            target={"event_id": event_id, **result},
+            reason=reason,
+            correlation_id=corr,
         )
     log.info("event_resent", event_id=event_id, correlation_id=corr, actor=actor, **result)
     return {"event_id": event_id, "correlation_id": corr, "action_id": action_id, **result}

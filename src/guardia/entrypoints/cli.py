@@ -15,6 +15,7 @@ from rich.table import Table
 
 from guardia.adapters.postgres.database import Database, migration_status, upgrade
 from guardia.alerts.rules import prometheus_rules
+from guardia.audit import log as audit
 from guardia.auth.tokens import Role, hash_token, new_token
 from guardia.bootstrap import Container, build_container
 from guardia.core.errors import GuardiaError, InvalidInput
@@ -35,6 +36,7 @@ db_app = typer.Typer(help="Database migrations.")
 dlq_app = typer.Typer(help="Dead letters: jobs that exhausted their retries.")
 alerts_app = typer.Typer(help="Alert rules.")
 tokens_app = typer.Typer(help="API tokens.")
+audit_app = typer.Typer(help="The tamper-evident audit log of operator actions.")
 sandbox_app = typer.Typer(help="Local provider simulators.")
 check_app = typer.Typer(help="Configuration checks (run at start-up too).")
 ledger_app = typer.Typer(help="Odoo postings.")
@@ -42,6 +44,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(tokens_app, name="tokens")
+app.add_typer(audit_app, name="audit")
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(check_app, name="check")
 app.add_typer(ledger_app, name="ledger")
@@ -53,6 +56,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output."
 ActorOpt = Annotated[
     str | None, typer.Option("--actor", help="Who is acting (default: cli:<login>).")
 ]
+ReasonOpt = Annotated[str, typer.Option("--reason", help="Why (kept in the audit log).")]
 
 
 def _settings() -> Settings:
@@ -175,11 +179,14 @@ def replay(
         datetime | None, typer.Option(help="Received at or before (ISO 8601).")
     ] = None,
     actor: ActorOpt = None,
+    reason: ReasonOpt = "",
     as_json: JsonOpt = False,
 ) -> None:
     """Re-apply stored events by id, by order, or by time window (idempotent)."""
     selector = payments.ReplaySelector(tuple(event_id or ()), order_id, since, until)
-    result = _with_container(lambda c: payments.replay(c.engine, selector, actor=_actor(actor)))
+    result = _with_container(
+        lambda c: payments.replay(c.engine, selector, actor=_actor(actor), reason=reason)
+    )
     data = {"events": result.events, "orders": result.orders, "changed": result.changed_orders}
     _emit(
         data,
@@ -198,14 +205,19 @@ def pull(
         bool, typer.Option("--dry-run", help="Show the diff; change nothing.")
     ] = False,
     actor: ActorOpt = None,
+    reason: ReasonOpt = "",
     as_json: JsonOpt = False,
 ) -> None:
     """Fetch an order from Conekta and apply it (`--dry-run` shows the diff first)."""
-    result = _with_container(
-        lambda c: payments.pull_order(
-            c.engine, c.conekta, order_id, actor=_actor(actor), dry_run=dry_run
+
+    async def run(c: Container) -> payments.PullResult:
+        result = await payments.pull_order(
+            c.engine, c.conekta, order_id, actor=_actor(actor), dry_run=dry_run, reason=reason
         )
-    )
+        await c.defer_postings(order_id, result.correlation_id, result.postings)
+        return result
+
+    result = _with_container(run)
     changes = {k: [str(a), str(b)] for k, (a, b) in result.changes.items()}
     data = {
         "order_id": order_id,
@@ -233,11 +245,14 @@ def resend(
     event_id: str,
     webhook_id: Annotated[list[str] | None, typer.Option("--webhook-id")] = None,
     actor: ActorOpt = None,
+    reason: ReasonOpt = "",
     as_json: JsonOpt = False,
 ) -> None:
     """Ask Conekta to deliver an event again (`POST /events/{id}/resend`)."""
     data = _with_container(
-        lambda c: resend_event(c, event_id, list(webhook_id or []), actor=_actor(actor))
+        lambda c: resend_event(
+            c, event_id, list(webhook_id or []), actor=_actor(actor), reason=reason
+        )
     )
     _emit(data, as_json, lambda: console.print(f"resent {event_id}: {data}"))
 
@@ -312,6 +327,7 @@ def dlq_retry(
     order_id: Annotated[str | None, typer.Option("--order-id")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Retry every open dead letter.")] = False,
     actor: ActorOpt = None,
+    reason: ReasonOpt = "",
     as_json: JsonOpt = False,
 ) -> None:
     """Re-enqueue dead letters: one (--id), by filter (--cause/--task/--order-id), or --all."""
@@ -320,7 +336,9 @@ def dlq_retry(
         raise typer.Exit(code=2)
     flt = deadletters.DeadLetterFilter(tuple(dead_letter_id or ()), cause, task, order_id)
     done = _with_container(
-        lambda c: deadletters.retry(c.engine, c.defer_retry, flt, actor=_actor(actor))
+        lambda c: deadletters.retry(
+            c.engine, c.defer_retry, flt, actor=_actor(actor), reason=reason
+        )
     )
     data = [{"dead_letter_id": d, "job_id": j} for d, j in done]
     _emit(data, as_json, lambda: console.print(f"re-enqueued {len(done)} dead letter(s)"))
@@ -330,6 +348,22 @@ def dlq_retry(
 def alerts_rules() -> None:
     """Print the alert rules as a Prometheus rule file."""
     typer.echo(prometheus_rules(Settings()), nl=False)
+
+
+@audit_app.command("verify")
+def audit_verify(as_json: JsonOpt = False) -> None:
+    """Recompute the hash chain; exit 1 and name every edited, deleted or reordered entry."""
+    report = _with_container(lambda c: audit.verify(c.engine))
+
+    def human() -> None:
+        if report.ok:
+            console.print(f"audit log intact: {report.entries} entries, head {report.head[:16]}…")
+        for problem in report.problems:
+            console.print(f"[red]✘[/red] {problem}")
+
+    _emit(report.as_dict(), as_json, human)
+    if not report.ok:
+        raise typer.Exit(code=1)
 
 
 @tokens_app.command("new")

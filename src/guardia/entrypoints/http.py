@@ -20,6 +20,8 @@ from sqlalchemy import select
 
 from guardia.adapters.postgres.database import migration_status
 from guardia.adapters.postgres.tables import alerts, webhook_attempts
+from guardia.audit import log as audit
+from guardia.audit.tables import audit_log
 from guardia.auth.tokens import Policy, Principal
 from guardia.bootstrap import Container
 from guardia.core.errors import Forbidden, GuardiaError, InvalidInput, NotFound
@@ -218,6 +220,7 @@ class ReplayBody(BaseModel):
     order_id: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    reason: str = ""
 
 
 @api.post("/replay", openapi_extra=policy(Policy.ACT))
@@ -228,6 +231,7 @@ async def replay(body: ReplayBody, request: Request) -> dict[str, Any]:
         c.engine,
         ReplaySelector(tuple(body.event_ids), body.order_id, body.since, body.until),
         actor=principal_of(request).name,
+        reason=body.reason,
     )
     c.metrics.provider_calls.labels("replay").inc()
     return {
@@ -240,12 +244,20 @@ async def replay(body: ReplayBody, request: Request) -> dict[str, Any]:
 
 @api.post("/orders/{order_id}/pull", openapi_extra=policy(Policy.ACT))
 async def pull(
-    order_id: str, request: Request, dry_run: Annotated[bool, Query()] = False
+    order_id: str,
+    request: Request,
+    dry_run: Annotated[bool, Query()] = False,
+    reason: Annotated[str, Query(max_length=500)] = "",
 ) -> dict[str, Any]:
     """Fetch the order from Conekta and apply it (dry_run: show the diff only)."""
     c = container_of(request)
     result = await payments.pull_order(
-        c.engine, c.conekta, order_id, actor=principal_of(request).name, dry_run=dry_run
+        c.engine,
+        c.conekta,
+        order_id,
+        actor=principal_of(request).name,
+        dry_run=dry_run,
+        reason=reason,
     )
     c.metrics.provider_calls.labels("pull").inc()
     await c.defer_postings(order_id, result.correlation_id, result.postings)
@@ -266,6 +278,7 @@ class ResendBody(BaseModel):
     """Which webhooks to resend to (default: every webhook pointing at Guardia)."""
 
     webhook_ids: list[str] = Field(default_factory=list)
+    reason: str = ""
 
 
 @api.post("/events/{event_id}/resend", openapi_extra=policy(Policy.ACT))
@@ -275,7 +288,11 @@ async def resend(
     """Ask Conekta to deliver an event again."""
     c = container_of(request)
     out = await resend_event(
-        c, event_id, list(body.webhook_ids) if body else [], actor=principal_of(request).name
+        c,
+        event_id,
+        list(body.webhook_ids) if body else [],
+        actor=principal_of(request).name,
+        reason=body.reason if body else "",
     )
     c.metrics.provider_calls.labels("resend").inc()
     return out
@@ -323,6 +340,7 @@ class RetryBody(BaseModel):
     task: str | None = None
     order_id: str | None = None
     all: bool = False
+    reason: str = ""
 
 
 @api.post("/dead-letters/retry", openapi_extra=policy(Policy.ACT))
@@ -336,6 +354,7 @@ async def retry_dead_letters(body: RetryBody, request: Request) -> dict[str, Any
         c.defer_retry,
         deadletters.DeadLetterFilter(tuple(body.ids), body.cause, body.task, body.order_id),
         actor=principal_of(request).name,
+        reason=body.reason,
     )
     return {"retried": [{"dead_letter_id": d, "job_id": j} for d, j in done]}
 
@@ -404,6 +423,43 @@ async def list_attempts(
             for r in rows
         ]
     }
+
+
+@api.get("/audit", openapi_extra=policy(Policy.READ))
+async def list_audit(
+    request: Request,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    correlation_id: str | None = None,
+) -> dict[str, Any]:
+    """The newest audit entries (operator actions), with their hashes."""
+    query = select(audit_log).order_by(audit_log.c.seq.desc()).limit(limit)
+    if correlation_id:
+        query = query.where(audit_log.c.correlation_id == correlation_id)
+    async with container_of(request).engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    return {
+        "entries": [
+            {
+                "seq": r.seq,
+                "at": r.at.isoformat(),
+                "actor": r.actor,
+                "action": r.action,
+                "target": r.target,
+                "reason": r.reason,
+                "correlation_id": r.correlation_id,
+                "prev_hash": r.prev_hash,
+                "hash": r.hash,
+            }
+            for r in rows
+        ]
+    }
+
+
+@api.get("/audit/verify", openapi_extra=policy(Policy.READ))
+async def verify_audit(request: Request) -> JSONResponse:
+    """Recompute the audit chain; 409 names the first broken entries."""
+    report = await audit.verify(container_of(request).engine)
+    return JSONResponse(report.as_dict(), status_code=200 if report.ok else 409)
 
 
 # --- probes -------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from guardia.adapters.postgres.tables import dead_letters
+from guardia.audit import log as audit
 from guardia.core.errors import failure_cause
 from guardia.jobs.policy import BackoffPolicy
 
@@ -174,6 +175,7 @@ async def retry(
     flt: DeadLetterFilter,
     *,
     actor: str,
+    reason: str = "",
 ) -> list[tuple[int, int]]:
     """Re-enqueue matching open dead letters; return (dead_letter_id, new_job_id) pairs.
 
@@ -210,4 +212,22 @@ async def retry(
                 )
             )
             done.append((r.id, job_id))
+        if done:
+            await audit.record(
+                conn,
+                actor=actor,
+                action="dlq_retry",
+                target={
+                    "dead_letters": [d for d, _ in done],
+                    "jobs": [j for _, j in done],
+                    "filter": {
+                        "ids": list(flt.ids),
+                        "cause": flt.cause,
+                        "task": flt.task_name,
+                        "order_id": flt.order_id,
+                    },
+                },
+                reason=reason,
+                correlation_id=rows[0].correlation_id if len(rows) == 1 else None,
+            )
     return done

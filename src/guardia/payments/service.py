@@ -24,6 +24,7 @@ from guardia.adapters.postgres.tables import (
     recovery_actions,
     webhook_events,
 )
+from guardia.audit import log as audit
 from guardia.core.clock import Clock
 from guardia.core.errors import InvalidInput, NotFound
 from guardia.core.ids import new_correlation_id
@@ -368,6 +369,7 @@ async def pull_order(
     actor: str,
     dry_run: bool = False,
     kind: str = "pull",
+    reason: str = "",
 ) -> PullResult:
     """Fetch an order from Conekta and apply it (or, dry run, show the diff and change nothing)."""
     snapshot = await source.get_order(order_id)
@@ -391,6 +393,15 @@ async def pull_order(
             dry_run=dry_run,
             result={"status": after.status.value, "changes": _jsonable_changes(changes)},
         )
+        if kind == "pull" and not dry_run:
+            await audit.record(
+                conn,
+                actor=actor,
+                action="pull",
+                target={"order_id": order_id, "changes": _jsonable_changes(changes)},
+                reason=reason,
+                correlation_id=corr,
+            )
     log.info(
         "order_pulled",
         order_id=order_id,
@@ -431,7 +442,9 @@ class ReplayResult:
     correlation_ids: list[str] = field(default_factory=list)
 
 
-async def replay(engine: AsyncEngine, selector: ReplaySelector, *, actor: str) -> ReplayResult:
+async def replay(
+    engine: AsyncEngine, selector: ReplaySelector, *, actor: str, reason: str = ""
+) -> ReplayResult:
     """Re-apply stored events (idempotent: the join makes a second application a no-op)."""
     selector.validate()
     where: list[Any] = [webhook_events.c.provider == "conekta"]
@@ -493,6 +506,14 @@ async def replay(engine: AsyncEngine, selector: ReplaySelector, *, actor: str) -
             correlation_id=corrs[0] if len(corrs) == 1 else new_correlation_id(),
             dry_run=False,
             result={"events": events, "orders": orders, "changed": changed},
+        )
+        await audit.record(
+            conn,
+            actor=actor,
+            action="replay",
+            target={"events": events, "orders": orders, "changed": changed},
+            reason=reason,
+            correlation_id=corrs[0] if len(corrs) == 1 else None,
         )
     log.info("events_replayed", events=len(events), changed=changed, actor=actor)
     return ReplayResult(events, orders, changed, action_id, corrs)

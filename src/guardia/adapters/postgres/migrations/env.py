@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 
 from guardia.adapters.postgres.tables import metadata
+from guardia.audit import tables as _audit_tables  # noqa: F401 - registers the audit tables
 
 config = context.config
 

@@ -1,0 +1,1 @@
+"""Incidents: the record the runbooks ask for, its lifecycle, MTTR figures and evidence bundles."""
