@@ -30,8 +30,8 @@ test: install  ## the whole test suite (starts every server it needs)
 	$(BIN)/pytest
 
 check: install  ## lint, format check, strict types
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
 	$(BIN)/mypy
 
 bench: install  ## benchmarks; results go in docs/benchmarks.md

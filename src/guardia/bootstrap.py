@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import structlog
 from procrastinate import App, PsycopgConnector
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -123,6 +124,11 @@ class Container:
     odoo_staging: LedgerGateway | None
     ledger_config: LedgerConfig
     resolver: TargetResolver
+    http: httpx.AsyncClient = field(
+        default_factory=lambda: httpx.AsyncClient(
+            timeout=httpx.Timeout(10.0, connect=5.0), follow_redirects=False
+        )
+    )
     extras: dict[str, Any] = field(default_factory=dict)
 
     def posting_deps(self) -> PostingDeps:
@@ -183,6 +189,7 @@ class Container:
         """Release connections (the embedded server is released by the caller)."""
         await self.conekta.aclose()
         await self.odoo.aclose()
+        await self.http.aclose()
         if self.odoo_staging is not None:
             await self.odoo_staging.aclose()
         await self.engine.dispose()

@@ -134,6 +134,15 @@ class Settings(BaseSettings):
         default=1, description="New dead letters within the window that fire the alert."
     )
     alert_dead_letter_window_seconds: float = 900.0
+    alert_clear_seconds: float = Field(
+        default=300.0, description="A condition must stay clear this long before auto-resolve."
+    )
+    slack_webhook_url: SecretStr | None = Field(
+        default=None, description="Slack-compatible incoming webhook for incident notifications."
+    )
+    incidents_dir: Path = Field(
+        default=Path(".guardia/evidence"), description="Where evidence bundles are written."
+    )
     runbook_base_url: str = "https://github.com/hu25/guardia/blob/main/docs/runbooks.md"
 
     # --- logging --------------------------------------------------------------------------
@@ -149,6 +158,7 @@ class Settings(BaseSettings):
         "odoo_debit_account_code",
         "odoo_staging_url",
         "odoo_staging_api_key",
+        "slack_webhook_url",
         mode="before",
     )
     @classmethod

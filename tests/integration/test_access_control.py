@@ -14,7 +14,12 @@ pytestmark = pytest.mark.integration
 
 
 def concrete(path: str) -> str:
-    return path.replace("{order_id}", "ord_x").replace("{event_id}", "evt_x")
+    return (
+        path.replace("{order_id}", "ord_x")
+        .replace("{event_id}", "evt_x")
+        .replace("{incident_id}", "1")
+        .replace("{target}", "odoo")
+    )
 
 
 async def test_every_role_gets_exactly_what_its_policy_allows(

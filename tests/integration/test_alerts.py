@@ -28,15 +28,20 @@ async def test_failed_webhook_rate_fires_once_then_resolves(
     for _ in range(3):
         await post_event(client, signer, event, digest="bm90IGEgc2lnbmF0dXJl")
     now = datetime.now(UTC)
-    fired = await evaluate_all(container.engine, container.settings, now)
-    assert [(t.rule, t.change, round(t.value, 2)) for t in fired] == [
-        ("WebhookFailureRateHigh", "fired", 0.5)
-    ]
-    again = await evaluate_all(container.engine, container.settings, now)
-    assert [t.change for t in again] == ["still_firing"]
+
+    async def webhook_rule(moment: datetime) -> list[tuple[str, str, float]]:
+        return [
+            (t.rule, t.change, round(t.value, 2))
+            for t in await evaluate_all(container.engine, container.settings, moment)
+            if t.rule == "WebhookFailureRateHigh"
+        ]
+
+    assert await webhook_rule(now) == [("WebhookFailureRateHigh", "fired", 0.5)]
+    assert [c for _, c, _ in await webhook_rule(now)] == ["still_firing"]
     later = now + timedelta(seconds=container.settings.alert_webhook_window_seconds + 1)
-    cleared = await evaluate_all(container.engine, container.settings, later)
-    assert [t.change for t in cleared] == ["resolved"]
+    assert [c for _, c, _ in await webhook_rule(later)] == ["clearing"]
+    cleared = later + timedelta(seconds=container.settings.alert_clear_seconds)
+    assert [c for _, c, _ in await webhook_rule(cleared)] == ["resolved"]
 
 
 async def test_below_the_threshold_nothing_fires(
@@ -47,7 +52,7 @@ async def test_below_the_threshold_nothing_fires(
         await post_event(client, signer, event)
     await post_event(client, signer, event, digest="")
     fired = await evaluate_all(container.engine, container.settings, datetime.now(UTC))
-    assert fired == []
+    assert [t for t in fired if t.rule == "WebhookFailureRateHigh"] == []
 
 
 def test_prometheus_rule_file_carries_threshold_and_runbook_url(container: Container) -> None:
@@ -83,9 +88,13 @@ async def test_a_failing_odoo_check_fires_until_it_passes_again(
     ledger.groups.clear()
     failing = await client.post("/api/checks/odoo", headers=auth(Role.OPERATOR))
     assert failing.status_code == 409
-    fired = await evaluate_all(container.engine, container.settings, datetime.now(UTC))
+    now = datetime.now(UTC)
+    fired = await evaluate_all(container.engine, container.settings, now)
     assert [t.rule for t in fired if t.change == "fired"] == ["OdooConfigCheckFailing"]
     ledger.groups.add("account.group_account_invoice")
     assert (await client.post("/api/checks/odoo", headers=auth(Role.OPERATOR))).status_code == 200
-    cleared = await evaluate_all(container.engine, container.settings, datetime.now(UTC))
+    clearing = await evaluate_all(container.engine, container.settings, now)
+    assert [t.change for t in clearing if t.rule == "OdooConfigCheckFailing"] == ["clearing"]
+    later = now + timedelta(seconds=container.settings.alert_clear_seconds)
+    cleared = await evaluate_all(container.engine, container.settings, later)
     assert [t.rule for t in cleared if t.change == "resolved"] == ["OdooConfigCheckFailing"]

@@ -17,6 +17,9 @@ import structlog
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from guardia.core.errors import Conflict
+from guardia.incidents.model import ExternalIds, IncidentStatus, Severity, runbook_from_label
+from guardia.incidents.service import move, open_or_attach, queue_notification
 from guardia.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -73,14 +76,21 @@ async def _dead_letter_growth(conn: AsyncConnection, s: Settings, now: datetime)
     row = (
         await conn.execute(
             text(
-                "SELECT count(*) AS new, string_agg(DISTINCT cause, ',') AS causes "
+                "SELECT count(*) AS new, string_agg(DISTINCT cause, ',') AS causes, "
+                "array_remove(array_agg(DISTINCT correlation_id), NULL) AS corr, "
+                "array_remove(array_agg(DISTINCT order_id), NULL) AS orders "
                 "FROM dead_letters WHERE failed_at >= :since AND failed_at <= :now"
             ),
             {"since": since, "now": now},
         )
     ).one()
     new = int(row.new)
-    return Reading(float(new), new >= s.alert_dead_letter_growth, {"causes": row.causes or ""})
+    detail = {
+        "causes": row.causes or "",
+        "correlation_ids": list(row.corr or [])[:50],
+        "external_ids": {"conekta_order": list(row.orders or [])[:50]},
+    }
+    return Reading(float(new), new >= s.alert_dead_letter_growth, detail)
 
 
 def _latest_check_failing(target: str) -> Evaluate:
@@ -162,17 +172,55 @@ def runbook_url(settings: Settings, rule: Rule) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Transition:
-    """An alert that started or stopped firing in this evaluation."""
+    """What one evaluation did to a rule's alert (and its incident)."""
 
     rule: str
     fingerprint: str
-    change: str  # fired | resolved | still_firing
+    change: str  # fired | still_firing | clearing | resolved
     value: float
+    incident_id: int | None = None
+    notification_id: int | None = None
+
+
+SEVERITY = {"critical": Severity.SEV2, "warning": Severity.SEV3}
+
+
+async def _fire(
+    conn: AsyncConnection, rule: Rule, reading: Reading, settings: Settings, now: datetime
+) -> tuple[int, int | None]:
+    """Open (or attach to) the rule's incident; queue a notification for a new one."""
+    incident, opened = await open_or_attach(
+        conn,
+        fingerprint=f"alert:{rule.name}",
+        title=rule.summary.format(threshold=rule.threshold(settings)),
+        severity=SEVERITY.get(rule.severity, Severity.SEV3),
+        runbook=runbook_from_label(rule.runbook),
+        at=now,
+        source="alert",
+        correlation_ids=[str(c) for c in reading.detail.get("correlation_ids", [])],
+        external_ids=ExternalIds.from_dict(reading.detail.get("external_ids", {})),
+    )
+    assert incident.id is not None  # noqa: S101 - stored incidents have ids
+    notification = None
+    if opened:
+        notification = await queue_notification(
+            conn,
+            incident.id,
+            "opened",
+            {
+                "text": f":rotating_light: [{rule.severity}] {incident.title} "
+                f"(incident {incident.id}, runbook {runbook_url(settings, rule)})"
+            },
+            now,
+        )
+    return incident.id, notification
 
 
 async def evaluate_all(engine: AsyncEngine, settings: Settings, now: datetime) -> list[Transition]:
-    """Evaluate every rule; open, refresh or resolve rows in `alerts`."""
+    """Evaluate every rule: fire (opening or attaching an incident), or resolve once the
+    condition has stayed clear for `alert_clear_seconds` (resolving the incident, verified)."""
     out: list[Transition] = []
+    clear_period = timedelta(seconds=settings.alert_clear_seconds)
     for rule in RULES:
         fingerprint = rule.name
         async with engine.begin() as conn:
@@ -180,42 +228,67 @@ async def evaluate_all(engine: AsyncEngine, settings: Settings, now: datetime) -
             current = (
                 await conn.execute(
                     text(
-                        "SELECT id FROM alerts WHERE fingerprint = :f AND status = 'firing' "
-                        "FOR UPDATE"
+                        "SELECT id, cleared_since, incident_id FROM alerts "
+                        "WHERE fingerprint = :f AND status = 'firing' FOR UPDATE"
                     ),
                     {"f": fingerprint},
                 )
             ).first()
             threshold = rule.threshold(settings)
-            if reading.firing and current is None:
-                await conn.execute(
-                    text(
-                        "INSERT INTO alerts (rule, fingerprint, status, severity, value, threshold,"
-                        " summary, runbook_url, labels, started_at, last_seen_at) VALUES (:r, :f,"
-                        " 'firing', :sev, :v, :t, :s, :u, CAST(:l AS jsonb), :now, :now)"
-                        " ON CONFLICT DO NOTHING"
-                    ),
-                    {
-                        "r": rule.name,
-                        "f": fingerprint,
-                        "sev": rule.severity,
-                        "v": reading.value,
-                        "t": threshold,
-                        "s": rule.summary.format(threshold=threshold),
-                        "u": runbook_url(settings, rule),
-                        "l": json.dumps(reading.detail),
-                        "now": now,
-                    },
+            if reading.firing:
+                incident_id, notification = await _fire(conn, rule, reading, settings, now)
+                if current is None:
+                    await conn.execute(
+                        text(
+                            "INSERT INTO alerts (rule, fingerprint, status, severity, value, "
+                            "threshold, summary, runbook_url, labels, started_at, last_seen_at, "
+                            "incident_id) VALUES (:r, :f, 'firing', :sev, :v, :t, :s, :u, "
+                            "CAST(:l AS jsonb), :now, :now, :i) ON CONFLICT DO NOTHING"
+                        ),
+                        {
+                            "r": rule.name,
+                            "f": fingerprint,
+                            "sev": rule.severity,
+                            "v": reading.value,
+                            "t": threshold,
+                            "s": rule.summary.format(threshold=threshold),
+                            "u": runbook_url(settings, rule),
+                            "l": json.dumps(reading.detail),
+                            "now": now,
+                            "i": incident_id,
+                        },
+                    )
+                    change = "fired"
+                    log.error(
+                        "alert_fired", rule=rule.name, value=reading.value, incident=incident_id
+                    )
+                else:
+                    await conn.execute(
+                        text(
+                            "UPDATE alerts SET last_seen_at = :now, value = :v, "
+                            "cleared_since = NULL WHERE id = :id"
+                        ),
+                        {"now": now, "v": reading.value, "id": current.id},
+                    )
+                    change = "still_firing"
+                out.append(
+                    Transition(
+                        rule.name, fingerprint, change, reading.value, incident_id, notification
+                    )
                 )
-                out.append(Transition(rule.name, fingerprint, "fired", reading.value))
-                log.error("alert_fired", rule=rule.name, value=reading.value, **reading.detail)
-            elif reading.firing and current is not None:
-                await conn.execute(
-                    text("UPDATE alerts SET last_seen_at = :now, value = :v WHERE id = :id"),
-                    {"now": now, "v": reading.value, "id": current.id},
-                )
-                out.append(Transition(rule.name, fingerprint, "still_firing", reading.value))
-            elif not reading.firing and current is not None:
+            elif current is not None:
+                if current.cleared_since is None or now - current.cleared_since < clear_period:
+                    if current.cleared_since is None:
+                        await conn.execute(
+                            text("UPDATE alerts SET cleared_since = :now WHERE id = :id"),
+                            {"now": now, "id": current.id},
+                        )
+                    out.append(
+                        Transition(
+                            rule.name, fingerprint, "clearing", reading.value, current.incident_id
+                        )
+                    )
+                    continue
                 await conn.execute(
                     text(
                         "UPDATE alerts SET status = 'resolved', resolved_at = :now, value = :v "
@@ -223,9 +296,48 @@ async def evaluate_all(engine: AsyncEngine, settings: Settings, now: datetime) -
                     ),
                     {"now": now, "v": reading.value, "id": current.id},
                 )
-                out.append(Transition(rule.name, fingerprint, "resolved", reading.value))
+                notification = None
+                if current.incident_id is not None:
+                    notification = await _resolve_incident(
+                        conn, int(current.incident_id), rule, now, clear_period
+                    )
+                out.append(
+                    Transition(
+                        rule.name,
+                        fingerprint,
+                        "resolved",
+                        reading.value,
+                        current.incident_id,
+                        notification,
+                    )
+                )
                 log.info("alert_resolved", rule=rule.name, value=reading.value)
     return out
+
+
+async def _resolve_incident(
+    conn: AsyncConnection, incident_id: int, rule: Rule, now: datetime, clear_period: timedelta
+) -> int | None:
+    """Resolve the alert's incident, verified by the condition staying clear."""
+    try:
+        incident = await move(
+            conn,
+            incident_id,
+            IncidentStatus.RESOLVED,
+            at=now,
+            actor="alert-engine",
+            reason=f"{rule.name} clear for {int(clear_period.total_seconds())} s",
+            verified=True,
+        )
+    except Conflict:
+        return None  # an operator already resolved or closed it
+    return await queue_notification(
+        conn,
+        incident_id,
+        "resolved",
+        {"text": f":white_check_mark: resolved: {incident.title} (incident {incident_id})"},
+        now,
+    )
 
 
 def prometheus_rules(settings: Settings) -> str:

@@ -20,7 +20,7 @@ from guardia.auth.tokens import Role, hash_token, new_token
 from guardia.bootstrap import Container, build_container
 from guardia.core.errors import GuardiaError, InvalidInput
 from guardia.core.logging import configure_logging
-from guardia.entrypoints import runtime
+from guardia.entrypoints import incidents_cli, runtime
 from guardia.entrypoints.http import order_json
 from guardia.jobs import deadletters
 from guardia.ledger.check import CheckReport, check_ledger, posting_test, store_report
@@ -45,6 +45,7 @@ app.add_typer(dlq_app, name="dlq")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(audit_app, name="audit")
+app.add_typer(incidents_cli.app, name="incidents")
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(check_app, name="check")
 app.add_typer(ledger_app, name="ledger")

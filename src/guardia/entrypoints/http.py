@@ -22,9 +22,11 @@ from guardia.adapters.postgres.database import migration_status
 from guardia.adapters.postgres.tables import alerts, webhook_attempts
 from guardia.audit import log as audit
 from guardia.audit.tables import audit_log
-from guardia.auth.tokens import Policy, Principal
+from guardia.auth.tokens import Policy
 from guardia.bootstrap import Container
 from guardia.core.errors import Forbidden, GuardiaError, InvalidInput, NotFound
+from guardia.entrypoints import incidents_http
+from guardia.entrypoints.deps import POLICY_KEY, container_of, policy, principal_of
 from guardia.jobs import deadletters
 from guardia.ledger.check import check_ledger, latest_report, store_report
 from guardia.ledger.service import postings_of
@@ -33,27 +35,6 @@ from guardia.payments.service import OrderView, ReplaySelector
 from guardia.recovery import resend_event
 
 log = structlog.get_logger(__name__)
-
-POLICY_KEY = "x-guardia-policy"
-
-
-def policy(p: Policy) -> dict[str, Any]:
-    """Route metadata declaring its access policy."""
-    return {POLICY_KEY: p.value}
-
-
-def container_of(request: Request) -> Container:
-    """The process's Container."""
-    c: Container = request.app.state.container
-    return c
-
-
-def principal_of(request: Request) -> Principal:
-    """The authenticated caller of an authorised route."""
-    p: Principal | None = getattr(request.state, "principal", None)
-    if p is None:
-        raise Forbidden("route has no authenticated principal")
-    return p
 
 
 def _bearer(request: Request) -> str | None:
@@ -512,7 +493,7 @@ async def metrics(request: Request) -> Response:
     )
 
 
-ROUTERS = (webhooks, api, probes)
+ROUTERS = (webhooks, api, probes, incidents_http.router, incidents_http.alertmanager)
 
 
 def route_policies() -> list[tuple[str, str, Policy]]:
@@ -545,6 +526,8 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(webhooks)
     app.include_router(api)
     app.include_router(probes)
+    app.include_router(incidents_http.router)
+    app.include_router(incidents_http.alertmanager)
 
     @app.exception_handler(GuardiaError)
     async def _guardia_error(request: Request, exc: GuardiaError) -> JSONResponse:

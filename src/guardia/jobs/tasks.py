@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from guardia.adapters.postgres.tables import webhook_events
 from guardia.alerts.rules import evaluate_all
+from guardia.incidents import notify
 from guardia.ledger.check import check_ledger, store_report
 from guardia.ledger.check import posting_test as daily_posting_test
 from guardia.ledger.service import pending_postings, run_posting
@@ -33,6 +34,7 @@ QUEUES = {
     "relay_postings": "periodic",
     "check_odoo": "periodic",
     "posting_test": "periodic",
+    "send_notification": "notifications",
     "pull_order": "recovery",
     "sweep": "periodic",
     "relay_inbox": "periodic",
@@ -45,6 +47,7 @@ POST_ENTRY = "guardia:post_entry"
 RELAY_POSTINGS = "guardia:relay_postings"
 CHECK_ODOO = "guardia:check_odoo"
 POSTING_TEST = "guardia:posting_test"
+SEND_NOTIFICATION = "guardia:send_notification"
 PULL_ORDER = "guardia:pull_order"
 SWEEP = "guardia:sweep"
 RELAY_INBOX = "guardia:relay_inbox"
@@ -191,7 +194,23 @@ async def evaluate_alerts(context: Any, timestamp: int) -> int:
     """Periodic: evaluate alert rules."""
     c = _container(context)
     transitions = await evaluate_all(c.engine, c.settings, c.clock.now())
+    for t in transitions:
+        if t.notification_id is not None:
+            await c.defer(
+                SEND_NOTIFICATION,
+                {"notification_id": t.notification_id},
+                queueing_lock=f"notification:{t.notification_id}",
+            )
     return sum(1 for t in transitions if t.change == "fired")
+
+
+async def send_notification(context: Any, notification_id: int) -> str:
+    """Deliver one incident notification (retried with backoff until it goes through)."""
+    c = _container(context)
+    url = c.settings.slack_webhook_url
+    return await notify.send(
+        c.engine, c.http, url.get_secret_value() if url else None, notification_id
+    )
 
 
 def register(app: App, retry: Any) -> None:

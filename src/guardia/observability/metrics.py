@@ -10,6 +10,26 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+# Anchors as in guardia.incidents.stats (operations.md §1.2): detect from impact start,
+# acknowledge from detection, mitigate and resolve from impact start.
+INCIDENT_DURATIONS = """
+WITH d AS (
+  SELECT runbook, 'detect' AS metric,
+         extract(epoch FROM detected_at - impact_started_at) AS s FROM incidents
+   WHERE detected_at > now() - interval '30 days'
+  UNION ALL SELECT runbook, 'acknowledge', extract(epoch FROM acknowledged_at - detected_at)
+   FROM incidents WHERE detected_at > now() - interval '30 days'
+  UNION ALL SELECT runbook, 'mitigate', extract(epoch FROM mitigated_at - impact_started_at)
+   FROM incidents WHERE detected_at > now() - interval '30 days'
+  UNION ALL SELECT runbook, 'resolve', extract(epoch FROM resolved_at - impact_started_at)
+   FROM incidents WHERE detected_at > now() - interval '30 days'
+)
+SELECT runbook, metric,
+       percentile_disc(0.5) WITHIN GROUP (ORDER BY s),
+       percentile_disc(0.9) WITHIN GROUP (ORDER BY s)
+  FROM d WHERE s IS NOT NULL GROUP BY runbook, metric
+"""
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
 
@@ -43,6 +63,11 @@ class DatabaseGauges(Collector):
                     "ORDER BY target, checked_at DESC, id DESC"
                 ).fetchall()
                 dead_total = conn.execute("SELECT count(*) FROM dead_letters").fetchone()
+                active = conn.execute(
+                    "SELECT runbook, count(*) FROM incidents "
+                    "WHERE status IN ('open', 'acknowledged', 'mitigated') GROUP BY runbook"
+                ).fetchall()
+                durations = conn.execute(INCIDENT_DURATIONS).fetchall()
                 unprocessed = conn.execute(
                     "SELECT count(*) FROM webhook_events WHERE status = 'received'"
                 ).fetchone()
@@ -71,6 +96,20 @@ class DatabaseGauges(Collector):
         )
         for target, ok in checks:
             g.add_metric([target], 1.0 if ok else 0.0)
+        yield g
+        g = GaugeMetricFamily("guardia_incidents_active", "Active incidents", labels=["runbook"])
+        for runbook, n in active:
+            g.add_metric([runbook], n)
+        yield g
+        g = GaugeMetricFamily(
+            "guardia_incident_seconds",
+            "Time to detect/acknowledge/mitigate/resolve over the last 30 days (nearest rank)",
+            labels=["runbook", "metric", "quantile"],
+        )
+        for runbook, metric, p50, p90 in durations:
+            if p50 is not None:
+                g.add_metric([runbook, metric, "0.5"], float(p50))
+                g.add_metric([runbook, metric, "0.9"], float(p90))
         yield g
         yield CounterMetricFamily(
             "guardia_dead_letters",

@@ -174,6 +174,8 @@ alerts = Table(
     _ts("started_at", nullable=False, default_now=True),
     _ts("last_seen_at", nullable=False, default_now=True),
     _ts("resolved_at"),
+    _ts("cleared_since"),
+    Column("incident_id", BigInteger),
     Index(
         "uq_alerts_firing_fingerprint",
         "fingerprint",

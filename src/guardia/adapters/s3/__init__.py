@@ -1,0 +1,1 @@
+"""S3-compatible object storage (AWS, MinIO, R2, moto) for backups."""
