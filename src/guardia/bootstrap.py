@@ -15,6 +15,10 @@ from guardia.adapters.conekta.client import ConektaClient
 from guardia.adapters.odoo.client import OdooClient
 from guardia.adapters.postgres.database import Database
 from guardia.auth.tokens import TokenBook
+from guardia.backups.config import config_from_settings
+from guardia.backups.context import BackupContext
+from guardia.backups.health import BackupGauges
+from guardia.backups.health import readiness as backup_readiness
 from guardia.core.clock import Clock, SystemClock
 from guardia.ingest.service import WebhookReceiver
 from guardia.ingest.signature import ConektaKeyring
@@ -131,6 +135,12 @@ class Container:
     )
     extras: dict[str, Any] = field(default_factory=dict)
 
+    def backup_context(self) -> BackupContext:
+        """A backup context on the direct URL (close it after use)."""
+        return BackupContext(
+            self.database.direct_url, config_from_settings(self.settings), clock=self.clock
+        )
+
     def posting_deps(self) -> PostingDeps:
         """What a posting run needs."""
         return PostingDeps(self.engine, self.odoo, self.resolver, self.conekta, self.conekta)
@@ -209,6 +219,9 @@ def build_jobs_app(url: str, settings: Settings, policy: BackoffPolicy) -> App:
         task_module.RELAY_POSTINGS: "*/5 * * * * *",
         task_module.CHECK_ODOO: settings.config_check_cron,
         task_module.POSTING_TEST: settings.posting_test_cron,
+        task_module.BACKUP: settings.backup_cron,
+        task_module.RESTORE_DRILL: settings.backup_drill_cron,
+        task_module.CHECK_BACKUPS: settings.backup_check_cron,
     }
     for name, cron in schedules.items():
         app.periodic(cron=cron, periodic_id=name.split(":")[-1])(app.tasks[name])
@@ -259,6 +272,11 @@ def build_container(
         odoo_staging=build_odoo_staging(settings),
         ledger_config=cfg,
         resolver=TargetResolver(odoo, cfg, clock),
+    )
+    container.metrics.registry.register(BackupGauges(database.direct_url))
+    backup_policy = config_from_settings(settings).health_policy
+    container.extras.setdefault("readiness", {})["backups"] = lambda: backup_readiness(
+        container.engine, backup_policy, container.clock.now()
     )
     container.receiver = WebhookReceiver(
         engine,

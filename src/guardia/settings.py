@@ -145,6 +145,70 @@ class Settings(BaseSettings):
     )
     runbook_base_url: str = "https://github.com/hu25/guardia/blob/main/docs/runbooks.md"
 
+    # --- backups (runbook 7) ----------------------------------------------------------------
+    backup_target: str = Field(
+        default="local", description="local (a directory; the embedded default) or s3."
+    )
+    backup_local_dir: Path | None = Field(
+        default=None, description="Local backups. Unset: data_dir/backups."
+    )
+    backup_staging_dir: Path | None = Field(
+        default=None,
+        description="Downloads for verify/drills (needs 2x the last backup free). "
+        "Unset: data_dir/backup-staging.",
+    )
+    backup_s3_bucket: str | None = Field(
+        default=None, description="Bucket (target s3); versioned, ideally Object Lock."
+    )
+    backup_s3_prefix: str = Field(default="guardia/", description="Key prefix; one per database.")
+    backup_s3_endpoint_url: str | None = Field(
+        default=None, description="S3-compatible endpoint (MinIO, R2...). Unset: AWS."
+    )
+    backup_s3_region: str | None = None
+    backup_s3_sse: str | None = Field(
+        default=None, description="ServerSideEncryption: AES256 or aws:kms."
+    )
+    backup_s3_sse_kms_key_id: str | None = Field(
+        default=None, description="SSEKMSKeyId with aws:kms."
+    )
+    backup_s3_access_key_id: SecretStr | None = Field(
+        default=None, description="Unset: the boto3 chain (AWS_* env, profile, role)."
+    )
+    backup_s3_secret_access_key: SecretStr | None = None
+    backup_s3_session_token: SecretStr | None = None
+    backup_s3_part_size_mb: int = Field(default=32, description="Multipart part size (>= 5).")
+    backup_s3_max_concurrency: int = Field(default=3, description="Parts uploaded at once.")
+    backup_pg_dump: str | None = Field(
+        default=None,
+        description="pg_dump path or name (pg_restore/pg_amcheck beside it). "
+        "Unset: newest bundled client, else PATH.",
+    )
+    backup_compress: str | None = Field(
+        default=None, description="pg_dump --compress (e.g. zstd:3). Unset: gzip."
+    )
+    backup_keep_daily: int = Field(default=14, description="Daily backups kept.")
+    backup_keep_weekly: int = Field(
+        default=8, description="Weekly backups kept (newest verified always kept)."
+    )
+    backup_max_age_hours: float = Field(default=24.0, description="BackupStale after this.")
+    backup_min_size_ratio: float = Field(
+        default=0.5, description="BackupTooSmall below this x median of previous 7."
+    )
+    backup_drill_max_age_days: float = Field(
+        default=8.0, description="RestoreDrillStale after this."
+    )
+    backup_rto_seconds: float = Field(default=1800.0, description="Drill check D5 target.")
+    backup_scratch_url: SecretStr | None = Field(
+        default=None,
+        description="Server where drills create/drop a scratch DB. Unset: the backed-up "
+        "server (prefer a staging server or Neon branch in production).",
+    )
+    backup_cron: str = Field(
+        default="30 8 * * *", description="Daily backup (08:30 UTC = 02:30 Mexico City)."
+    )
+    backup_drill_cron: str = Field(default="0 10 * * 0", description="Weekly restore drill.")
+    backup_check_cron: str = Field(default="*/15 * * * *", description="Backup preflight.")
+
     # --- logging --------------------------------------------------------------------------
     log_json: bool = True
     log_level: str = "INFO"
@@ -159,6 +223,19 @@ class Settings(BaseSettings):
         "odoo_staging_url",
         "odoo_staging_api_key",
         "slack_webhook_url",
+        "backup_local_dir",
+        "backup_staging_dir",
+        "backup_s3_bucket",
+        "backup_s3_endpoint_url",
+        "backup_s3_region",
+        "backup_s3_sse",
+        "backup_s3_sse_kms_key_id",
+        "backup_s3_access_key_id",
+        "backup_s3_secret_access_key",
+        "backup_s3_session_token",
+        "backup_pg_dump",
+        "backup_compress",
+        "backup_scratch_url",
         mode="before",
     )
     @classmethod

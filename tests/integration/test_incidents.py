@@ -48,10 +48,12 @@ async def test_an_alert_opens_one_incident_and_a_repeat_attaches(
     assert [t.change for t in fired] == ["fired"]
     assert [t.change for t in again] == ["still_firing"]
     assert fired[0].incident_id == again[0].incident_id
-    listed = (await client.get("/api/incidents", headers=auth(Role.AUDITOR))).json()["incidents"]
+    listed = (
+        await client.get("/api/incidents", params={"runbook": "1"}, headers=auth(Role.AUDITOR))
+    ).json()["incidents"]
     assert len(listed) == 1
-    assert (listed[0]["runbook"], listed[0]["severity"], listed[0]["status"]) == (
-        "1",
+    assert (listed[0]["id"], listed[0]["severity"], listed[0]["status"]) == (
+        fired[0].incident_id,
         "sev2",
         "open",
     )

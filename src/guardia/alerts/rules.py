@@ -17,6 +17,8 @@ import structlog
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from guardia.backups.config import config_from_settings
+from guardia.backups.health import evaluate_alerts as backup_alerts
 from guardia.core.errors import Conflict
 from guardia.incidents.model import ExternalIds, IncidentStatus, Severity, runbook_from_label
 from guardia.incidents.service import move, open_or_attach, queue_notification
@@ -113,6 +115,16 @@ def _latest_check_failing(target: str) -> Evaluate:
     return evaluate
 
 
+def _backup_alert(name: str) -> Evaluate:
+    async def evaluate(conn: AsyncConnection, s: Settings, now: datetime) -> Reading:
+        alert = (await backup_alerts(conn, config_from_settings(s).health_policy, now))[name]
+        return Reading(alert.value, alert.firing, {"detail": alert.detail})
+
+    return evaluate
+
+
+BACKUP_RUNBOOK = "7-backups-no-se-ejecutan"
+
 RULES: tuple[Rule, ...] = (
     Rule(
         name="WebhookFailureRateHigh",
@@ -160,6 +172,68 @@ RULES: tuple[Rule, ...] = (
         promql=lambda s: 'guardia_config_check_ok{target="odoo_posting_test"} == 0',
         for_="0m",
         evaluate=_latest_check_failing("odoo_posting_test"),
+        threshold=lambda s: 1.0,
+    ),
+    Rule(
+        name="BackupStale",
+        severity="critical",
+        runbook=BACKUP_RUNBOOK,
+        summary="No successful backup in {threshold:.0f} s",
+        promql=lambda s: (
+            "time() - guardia_backup_last_success_timestamp_seconds >= "
+            f"{int(s.backup_max_age_hours * 3600)}"
+        ),
+        for_="0m",
+        evaluate=_backup_alert("BackupStale"),
+        threshold=lambda s: s.backup_max_age_hours * 3600,
+    ),
+    Rule(
+        name="BackupFailing",
+        severity="warning",
+        runbook=BACKUP_RUNBOOK,
+        summary="The last backup run failed",
+        promql=lambda s: (
+            "guardia_backup_last_failure_timestamp_seconds > "
+            "guardia_backup_last_success_timestamp_seconds"
+        ),
+        for_="0m",
+        evaluate=_backup_alert("BackupFailing"),
+        threshold=lambda s: 1.0,
+    ),
+    Rule(
+        name="BackupTooSmall",
+        severity="warning",
+        runbook=BACKUP_RUNBOOK,
+        summary="The last backup is below {threshold:.0%} of the recent median size",
+        promql=lambda s: (
+            f"guardia_backup_last_size_bytes < {s.backup_min_size_ratio!r} * "
+            "guardia_backup_recent_median_size_bytes"
+        ),
+        for_="0m",
+        evaluate=_backup_alert("BackupTooSmall"),
+        threshold=lambda s: s.backup_min_size_ratio,
+    ),
+    Rule(
+        name="RestoreDrillStale",
+        severity="warning",
+        runbook=BACKUP_RUNBOOK,
+        summary="No passing restore drill in {threshold:.0f} s",
+        promql=lambda s: (
+            "time() - guardia_restore_drill_last_success_timestamp_seconds >= "
+            f"{int(s.backup_drill_max_age_days * 86400)}"
+        ),
+        for_="0m",
+        evaluate=_backup_alert("RestoreDrillStale"),
+        threshold=lambda s: s.backup_drill_max_age_days * 86400,
+    ),
+    Rule(
+        name="BackupCheckFailing",
+        severity="warning",
+        runbook=BACKUP_RUNBOOK,
+        summary="The backup preflight fails (target, pg_dump or staging space)",
+        promql=lambda s: 'guardia_config_check_ok{target="backups"} == 0',
+        for_="15m",
+        evaluate=_latest_check_failing("backups"),
         threshold=lambda s: 1.0,
     ),
 )

@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import pool
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from guardia.adapters.postgres.database import Database, sqlalchemy_url
@@ -114,7 +115,10 @@ def make_app(open_context: ContextFactory, *, console: Console | None = None) ->
         else:
             human()
 
-    def fail(exc: GuardiaError, as_json: bool) -> typer.Exit:
+    def fail(exc: GuardiaError | SQLAlchemyError, as_json: bool) -> typer.Exit:
+        if isinstance(exc, SQLAlchemyError):
+            cause = type(getattr(exc, "orig", None) or exc).__name__
+            exc = BackupError(f"database error ({cause}): is it migrated? `guardia db upgrade`")
         if as_json:
             out.print_json(json.dumps({"ok": False, "error": exc.message}))
         else:
@@ -149,7 +153,7 @@ def make_app(open_context: ContextFactory, *, console: Console | None = None) ->
         try:
             with opened(progress) as ctx:
                 outcome = run_backup(ctx, prune_after=False if no_prune else None)
-        except GuardiaError as exc:
+        except (GuardiaError, SQLAlchemyError) as exc:
             raise fail(exc, as_json) from exc
         data = outcome.to_json()
         emit(
@@ -171,7 +175,7 @@ def make_app(open_context: ContextFactory, *, console: Console | None = None) ->
         try:
             with opened(progress) as ctx:
                 result = verify_backup(ctx, _which(which))
-        except GuardiaError as exc:
+        except (GuardiaError, SQLAlchemyError) as exc:
             raise fail(exc, as_json) from exc
 
         def human() -> None:
@@ -190,7 +194,7 @@ def make_app(open_context: ContextFactory, *, console: Console | None = None) ->
         try:
             with opened(progress) as ctx:
                 report = restore_drill(ctx, _which(which))
-        except GuardiaError as exc:
+        except (GuardiaError, SQLAlchemyError) as exc:
             raise fail(exc, as_json) from exc
 
         def human() -> None:

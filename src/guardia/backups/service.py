@@ -173,7 +173,16 @@ def check_backups(
     need = max(2 * last, config.staging_floor_bytes) if last else config.staging_floor_bytes
     _check_directory(report, "staging", config.staging_dir, need, "GUARDIA_BACKUP_STAGING_DIR")
     if isinstance(config.target, LocalTarget):
-        free = shutil.disk_usage(config.target.directory).free
+        try:
+            free = shutil.disk_usage(config.target.directory).free
+        except OSError as exc:
+            report.add(
+                "target_space",
+                False,
+                f"cannot read free space of {config.target.directory}: {exc.strerror}",
+                "create the directory or fix GUARDIA_BACKUP_LOCAL_DIR",
+            )
+            return report
         report.add(
             "target_space",
             free >= need,
@@ -321,7 +330,8 @@ def _dump(
             extra.append(f"--compress={cfg.compress}")
         size, sha, facts = _stream(ctx, store, session, tools, conninfo, env, snapshot, name, extra)
     finally:
-        session.execute("ROLLBACK")  # read-only: nothing to keep; ends the exported snapshot
+        with contextlib.suppress(psycopg.Error):  # keep the original error if the session died
+            session.execute("ROLLBACK")  # read-only: nothing to keep; ends the exported snapshot
     finished = ctx.clock.now()
     manifest = Manifest(
         name=name,

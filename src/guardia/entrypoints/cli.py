@@ -17,6 +17,7 @@ from guardia.adapters.postgres.database import Database, migration_status, upgra
 from guardia.alerts.rules import prometheus_rules
 from guardia.audit import log as audit
 from guardia.auth.tokens import Role, hash_token, new_token
+from guardia.backups import cli as backup_cli
 from guardia.bootstrap import Container, build_container
 from guardia.core.errors import GuardiaError, InvalidInput
 from guardia.core.logging import configure_logging
@@ -46,6 +47,8 @@ app.add_typer(alerts_app, name="alerts")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(audit_app, name="audit")
 app.add_typer(incidents_cli.app, name="incidents")
+app.add_typer(backup_cli.app, name="backup")
+check_app.command("backups")(backup_cli.check_command)
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(check_app, name="check")
 app.add_typer(ledger_app, name="ledger")

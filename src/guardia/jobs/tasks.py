@@ -7,6 +7,7 @@ advisory lock, so correctness does not depend on the queue alone.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,9 @@ from sqlalchemy import select
 
 from guardia.adapters.postgres.tables import webhook_events
 from guardia.alerts.rules import evaluate_all
+from guardia.backups.drill import restore_drill as run_restore_drill
+from guardia.backups.service import check_backups as backup_preflight
+from guardia.backups.service import run_backup
 from guardia.incidents import notify
 from guardia.ledger.check import check_ledger, store_report
 from guardia.ledger.check import posting_test as daily_posting_test
@@ -35,6 +39,9 @@ QUEUES = {
     "check_odoo": "periodic",
     "posting_test": "periodic",
     "send_notification": "notifications",
+    "backup": "backups",
+    "restore_drill": "backups",
+    "check_backups": "periodic",
     "pull_order": "recovery",
     "sweep": "periodic",
     "relay_inbox": "periodic",
@@ -48,6 +55,9 @@ RELAY_POSTINGS = "guardia:relay_postings"
 CHECK_ODOO = "guardia:check_odoo"
 POSTING_TEST = "guardia:posting_test"
 SEND_NOTIFICATION = "guardia:send_notification"
+BACKUP = "guardia:backup"
+RESTORE_DRILL = "guardia:restore_drill"
+CHECK_BACKUPS = "guardia:check_backups"
 PULL_ORDER = "guardia:pull_order"
 SWEEP = "guardia:sweep"
 RELAY_INBOX = "guardia:relay_inbox"
@@ -202,6 +212,39 @@ async def evaluate_alerts(context: Any, timestamp: int) -> int:
                 queueing_lock=f"notification:{t.notification_id}",
             )
     return sum(1 for t in transitions if t.change == "fired")
+
+
+async def backup(context: Any, timestamp: int) -> dict[str, Any]:
+    """Daily: back up the database (pg_dump -Fc, manifest, checksum), then apply retention."""
+    ctx = _container(context).backup_context()
+    try:
+        result: dict[str, Any] = (await asyncio.to_thread(run_backup, ctx)).to_json()
+        return result
+    finally:
+        ctx.close()
+
+
+async def restore_drill(context: Any, timestamp: int) -> bool:
+    """Weekly: restore the newest backup into a scratch database and run the drill checks."""
+    ctx = _container(context).backup_context()
+    try:
+        return bool((await asyncio.to_thread(run_restore_drill, ctx)).ok)
+    finally:
+        ctx.close()
+
+
+async def check_backups(context: Any, timestamp: int) -> bool:
+    """Periodic: the backup preflight (readiness detail and BackupCheckFailing)."""
+    c = _container(context)
+    ctx = c.backup_context()
+    try:
+        report = await asyncio.to_thread(
+            backup_preflight, ctx.config, ctx.database_url, ctx.target_store()
+        )
+    finally:
+        ctx.close()
+    await store_report(c.engine, report)
+    return report.ok
 
 
 async def send_notification(context: Any, notification_id: int) -> str:
