@@ -621,7 +621,8 @@ async def timeline(
         for r in await rows(
             "config_checks",
             "SELECT id, target, ok, results, checked_at FROM config_checks "
-            "WHERE :runbook = '2' AND checked_at BETWEEN :since AND :until ORDER BY id",
+            "WHERE ((:runbook = '2' AND target LIKE 'odoo%') OR (:runbook = '7' AND target = "
+            "'backups')) AND checked_at BETWEEN :since AND :until ORDER BY id",
             {"runbook": incident.runbook.value, "since": lc.detected_at, "until": until},
         ):
             kind = (
