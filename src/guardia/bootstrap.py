@@ -205,25 +205,32 @@ class Container:
         await self.engine.dispose()
 
 
-def build_jobs_app(url: str, settings: Settings, policy: BackoffPolicy) -> App:
-    """Create the procrastinate app on the session-capable URL, with tasks and schedules."""
-    app = App(
-        connector=PsycopgConnector(conninfo=url, min_size=1, max_size=settings.worker_pool_size)
-    )
-    task_module.register(app, retry=policy)
-    schedules = {
+def schedules(settings: Settings) -> dict[str, str]:
+    """Every periodic task and its cron."""
+    # croniter reads a 6th field as SECONDS (the last field, not the first):
+    # "* * * * * */5" is every 5 s, while "*/5 * * * * *" would fire every second of every
+    # fifth minute.
+    return {
         task_module.SWEEP: settings.sweep_cron,
-        task_module.RELAY_INBOX: "*/10 * * * * *",
-        task_module.RECOVER_STALLED: "*/5 * * * * *",
+        task_module.RELAY_INBOX: "* * * * * */10",
+        task_module.RECOVER_STALLED: "* * * * * */5",
         task_module.EVALUATE_ALERTS: settings.alert_eval_cron,
-        task_module.RELAY_POSTINGS: "*/5 * * * * *",
+        task_module.RELAY_POSTINGS: "* * * * * */5",
         task_module.CHECK_ODOO: settings.config_check_cron,
         task_module.POSTING_TEST: settings.posting_test_cron,
         task_module.BACKUP: settings.backup_cron,
         task_module.RESTORE_DRILL: settings.backup_drill_cron,
         task_module.CHECK_BACKUPS: settings.backup_check_cron,
     }
-    for name, cron in schedules.items():
+
+
+def build_jobs_app(url: str, settings: Settings, policy: BackoffPolicy) -> App:
+    """Create the procrastinate app on the session-capable URL, with tasks and schedules."""
+    app = App(
+        connector=PsycopgConnector(conninfo=url, min_size=1, max_size=settings.worker_pool_size)
+    )
+    task_module.register(app, retry=policy)
+    for name, cron in schedules(settings).items():
         app.periodic(cron=cron, periodic_id=name.split(":")[-1])(app.tasks[name])
     return app
 

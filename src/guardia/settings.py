@@ -99,7 +99,7 @@ class Settings(BaseSettings):
         default="0 6 * * *", description="Daily staging posting test schedule."
     )
     config_check_cron: str = Field(
-        default="*/60 * * * * *", description="Odoo config check schedule (readiness)."
+        default="* * * * *", description="Odoo config check schedule (readiness): every minute."
     )
 
     # --- simulators -----------------------------------------------------------------------
@@ -114,7 +114,10 @@ class Settings(BaseSettings):
     stalled_worker_seconds: float = Field(
         default=60.0, description="A worker silent this long is dead; its jobs are retried."
     )
-    sweep_cron: str = Field(default="*/30 * * * * *", description="Sweeper schedule (6 fields).")
+    sweep_cron: str = Field(
+        default="* * * * * */30",
+        description="Sweeper schedule (cron; a 6th field is seconds: every 30 s).",
+    )
     sweep_pending_age_seconds: float = Field(
         default=600.0, description="Pull orders still pending after this long."
     )
@@ -129,7 +132,9 @@ class Settings(BaseSettings):
     )
     alert_webhook_window_seconds: float = 300.0
     alert_webhook_min_attempts: int = 5
-    alert_eval_cron: str = "*/15 * * * * *"
+    alert_eval_cron: str = Field(
+        default="* * * * * */15", description="Alert evaluation (cron; 6th field = seconds)."
+    )
     alert_dead_letter_growth: int = Field(
         default=1, description="New dead letters within the window that fire the alert."
     )

@@ -97,6 +97,7 @@ async def test_sweeper_heals_an_order_whose_paid_webhook_never_arrived(
     )
     assert result.pulled == 1
     assert ORDER in result.healed
+    assert [(order, len(ids)) for order, _, ids in result.postings] == [(ORDER, 1)]
     assert await status_of(container, ORDER) == "paid"
     async with container.engine.connect() as conn:
         sources = (await conn.execute(select(payment_transitions.c.source))).scalars().all()

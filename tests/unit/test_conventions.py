@@ -65,3 +65,20 @@ def test_readme_configuration_table_mentions_every_setting() -> None:
         if f"`GUARDIA_{name.upper()}`" not in readme
     ]
     assert not missing, missing
+
+
+def test_every_schedule_fires_at_even_intervals() -> None:
+    """A 6-field cron puts seconds LAST; "*/5 * * * * *" would fire every second of every
+    fifth minute, which this catches as uneven gaps."""
+    import itertools
+    from datetime import UTC, datetime
+
+    import croniter
+
+    from guardia.bootstrap import schedules
+
+    for task, cron in schedules(Settings(_env_file=None)).items():  # type: ignore[call-arg]
+        it = croniter.croniter(cron, datetime(2026, 1, 5, tzinfo=UTC))
+        fires = [it.get_next(datetime) for _ in range(200)]
+        gaps = {b - a for a, b in itertools.pairwise(fires)}
+        assert len(gaps) == 1, (task, cron, sorted(gaps))

@@ -157,6 +157,8 @@ async def sweep(context: Any, timestamp: int) -> dict[str, Any]:
         lookback=timedelta(hours=c.settings.sweep_lookback_hours),
     )
     c.metrics.provider_calls.labels("sweep").inc()
+    for order_id, correlation_id, posting_ids in result.postings:
+        await c.defer_postings(order_id, correlation_id, posting_ids)
     return {"pulled": result.pulled, "discovered": result.discovered, "healed": result.healed}
 
 

@@ -530,6 +530,7 @@ class SweepResult:
     pulled: int
     discovered: int
     healed: list[str]
+    postings: list[tuple[str, str, tuple[int, ...]]] = field(default_factory=list)
 
 
 async def pending_orders(
@@ -561,11 +562,14 @@ async def sweep(
     """Heal lost webhooks: pull stale pending orders, then list orders Conekta updated lately."""
     now = clock.now()
     healed: list[str] = []
+    new_postings: list[tuple[str, str, tuple[int, ...]]] = []
     stale = await pending_orders(engine, older_than=now - pending_age, newer_than=now - lookback)
     for order_id in stale:
         result = await pull_order(engine, source, order_id, actor="sweeper", kind="sweep")
         if result.changes:
             healed.append(order_id)
+        if result.postings:
+            new_postings.append((order_id, result.correlation_id, result.postings))
     async with engine.connect() as conn:
         cursor_value = await conn.scalar(
             select(kv_state.c.value).where(kv_state.c.key == SWEEP_CURSOR_KEY)
@@ -580,6 +584,8 @@ async def sweep(
         newest = max(newest, snapshot.updated_at)
         async with engine.begin() as conn:
             applied = await apply_snapshot(conn, snapshot, source="sweep")
+            if applied.postings:
+                new_postings.append((applied.order_id, applied.correlation_id, applied.postings))
             if applied.changed:
                 healed.append(snapshot.order_id)
                 await record_action(
@@ -605,7 +611,7 @@ async def sweep(
         )
     if healed:
         log.warning("sweep_healed_orders", orders=healed)
-    return SweepResult(len(stale), discovered, healed)
+    return SweepResult(len(stale), discovered, healed, new_postings)
 
 
 @dataclass(frozen=True, slots=True)
