@@ -139,6 +139,9 @@ class Settings(BaseSettings):
         default=1, description="New dead letters within the window that fire the alert."
     )
     alert_dead_letter_window_seconds: float = 900.0
+    recon_kpi_threshold: float = Field(
+        default=0.95, description="ReconKpiLow fires when a run matches less than this share."
+    )
     alert_clear_seconds: float = Field(
         default=300.0, description="A condition must stay clear this long before auto-resolve."
     )

@@ -125,6 +125,23 @@ def _backup_alert(name: str) -> Evaluate:
 
 BACKUP_RUNBOOK = "7-backups-no-se-ejecutan"
 
+
+async def _recon_kpi(conn: AsyncConnection, s: Settings, now: datetime) -> Reading:
+    row = (
+        await conn.execute(
+            text(
+                "SELECT id, match_rate_count, match_rate_amount, exceptions FROM recon_runs "
+                "ORDER BY id DESC LIMIT 1"
+            )
+        )
+    ).first()
+    if row is None:
+        return Reading(1.0, False, {"runs": 0})
+    worst = min(float(row.match_rate_count), float(row.match_rate_amount))
+    detail = {"run_id": row.id, "exceptions": row.exceptions}
+    return Reading(worst, worst < s.recon_kpi_threshold, detail)
+
+
 RULES: tuple[Rule, ...] = (
     Rule(
         name="WebhookFailureRateHigh",
@@ -173,6 +190,16 @@ RULES: tuple[Rule, ...] = (
         for_="0m",
         evaluate=_latest_check_failing("odoo_posting_test"),
         threshold=lambda s: 1.0,
+    ),
+    Rule(
+        name="ReconKpiLow",
+        severity="warning",
+        runbook="3-conciliacion-no-encuentra-match",
+        summary="Reconciliation matched less than {threshold:.0%} of the statement",
+        promql=lambda s: f"min(guardia_recon_match_rate) < {s.recon_kpi_threshold!r}",
+        for_="0m",
+        evaluate=_recon_kpi,
+        threshold=lambda s: s.recon_kpi_threshold,
     ),
     Rule(
         name="BackupStale",

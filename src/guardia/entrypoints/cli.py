@@ -21,7 +21,7 @@ from guardia.backups import cli as backup_cli
 from guardia.bootstrap import Container, build_container
 from guardia.core.errors import GuardiaError, InvalidInput
 from guardia.core.logging import configure_logging
-from guardia.entrypoints import incidents_cli, runtime
+from guardia.entrypoints import incidents_cli, recon_cli, runtime
 from guardia.entrypoints.http import order_json
 from guardia.jobs import deadletters
 from guardia.ledger.check import CheckReport, check_ledger, posting_test, store_report
@@ -48,6 +48,8 @@ app.add_typer(tokens_app, name="tokens")
 app.add_typer(audit_app, name="audit")
 app.add_typer(incidents_cli.app, name="incidents")
 app.add_typer(backup_cli.app, name="backup")
+app.add_typer(recon_cli.app, name="recon")
+sandbox_app.add_typer(recon_cli.data_app, name="recon-data")
 check_app.command("backups")(backup_cli.check_command)
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(check_app, name="check")

@@ -68,6 +68,12 @@ class DatabaseGauges(Collector):
                     "WHERE status IN ('open', 'acknowledged', 'mitigated') GROUP BY runbook"
                 ).fetchall()
                 durations = conn.execute(INCIDENT_DURATIONS).fetchall()
+                recon = conn.execute(
+                    "SELECT account, sum(matched_lines)::float / nullif(sum(lines), 0), "
+                    "sum(matched_amount_cents)::float / nullif(sum(amount_cents), 0) "
+                    "FROM recon_kpi WHERE run_id = (SELECT max(id) FROM recon_runs) "
+                    "GROUP BY account"
+                ).fetchall()
                 unprocessed = conn.execute(
                     "SELECT count(*) FROM webhook_events WHERE status = 'received'"
                 ).fetchone()
@@ -110,6 +116,15 @@ class DatabaseGauges(Collector):
             if p50 is not None:
                 g.add_metric([runbook, metric, "0.5"], float(p50))
                 g.add_metric([runbook, metric, "0.9"], float(p90))
+        yield g
+        g = GaugeMetricFamily(
+            "guardia_recon_match_rate",
+            "Matched share of the latest reconciliation run",
+            labels=["account", "by"],
+        )
+        for account, by_count, by_amount in recon:
+            g.add_metric([account, "count"], float(by_count or 0))
+            g.add_metric([account, "amount"], float(by_amount or 0))
         yield g
         yield CounterMetricFamily(
             "guardia_dead_letters",

@@ -8,6 +8,7 @@ from sqlalchemy import create_engine, pool
 from guardia.adapters.postgres.tables import metadata
 from guardia.audit import tables as _audit_tables  # noqa: F401 - registers the audit tables
 from guardia.incidents import tables as _incident_tables  # noqa: F401 - registers them too
+from guardia.recon import tables as _recon_tables  # noqa: F401 - and these
 
 config = context.config
 

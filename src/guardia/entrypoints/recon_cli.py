@@ -1,0 +1,299 @@
+"""`guardia recon …`: import bank statements, run the reconciliation, read the KPI and the
+exceptions, score a run against a truth table; `guardia sandbox recon-data` makes such data."""
+
+from __future__ import annotations
+
+import getpass
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import polars as pl
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from guardia.adapters.postgres.database import Database
+from guardia.core.errors import GuardiaError, InvalidInput
+from guardia.core.logging import configure_logging
+from guardia.recon import store
+from guardia.recon.importers import BANKS, ColumnMapping, import_statement
+from guardia.recon.match import reconcile
+from guardia.recon.model import LEDGER_SCHEMA
+from guardia.recon.normalize import conform
+from guardia.recon.score import score
+from guardia.recon.synth import NoiseConfig, generate
+from guardia.settings import Settings
+
+app = typer.Typer(help="Conciliación: bank statements against Conekta and Odoo.")
+data_app = typer.Typer(help="Synthetic reconciliation data with ground truth.")
+console = Console()
+err = Console(stderr=True)
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def _url() -> tuple[Database, str]:
+    settings = Settings()
+    configure_logging(json=settings.log_json, level=settings.log_level)
+    database = Database.open(settings)
+    return database, database.direct_url
+
+
+def _fail(exc: GuardiaError) -> typer.Exit:
+    err.print(f"[red]error:[/red] {exc.message}")
+    return typer.Exit(code=1)
+
+
+def _progress() -> Progress:
+    return Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err
+    )
+
+
+def _json(data: Any) -> None:
+    console.print_json(json.dumps(data, default=str))
+
+
+@app.command("import")
+def import_(
+    file: Path,
+    bank: Annotated[str, typer.Option(help=f"One of {', '.join(BANKS)}.")],
+    account: Annotated[str, typer.Option(help="The bank account (CLABE) of the statement.")],
+    mapping: Annotated[Path | None, typer.Option(help="Column mapping (generic CSV).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Import a bank export (refused if imported before; nothing partial on a bad line)."""
+    database, url = _url()
+    try:
+        with _progress() as progress:
+            progress.add_task(f"parsing {file.name}", total=None)
+            imported = import_statement(
+                file,
+                bank,
+                account=account,
+                mapping=ColumnMapping.from_file(mapping) if mapping else None,
+            )
+            progress.add_task(f"storing {imported.lines} lines", total=None)
+            statement_id = store.store_statement(
+                url,
+                imported.frame,
+                file_sha256=imported.file_sha256,
+                file_name=file.name,
+                bank=bank,
+                account=account,
+                balance_breaks=imported.balance_breaks,
+                actor=f"cli:{getpass.getuser()}",
+                now=datetime.now(UTC),
+            )
+    except GuardiaError as exc:
+        raise _fail(exc) from exc
+    finally:
+        database.close()
+    data = {
+        "statement_id": statement_id,
+        "lines": imported.lines,
+        "balance_breaks": [list(b) for b in imported.balance_breaks],
+    }
+    if as_json:
+        _json(data)
+    else:
+        console.print(f"statement {statement_id}: {imported.lines} lines imported")
+        for row_no, expected, found in imported.balance_breaks:
+            console.print(f"[yellow]balance break[/yellow] line {row_no}: {expected} ≠ {found}")
+
+
+def _read_ledger(path: Path) -> pl.DataFrame:
+    frame = pl.read_parquet(path) if path.suffix == ".parquet" else pl.read_csv(path)
+    return conform(frame, LEDGER_SCHEMA, "ledger")
+
+
+@app.command()
+def run(
+    ledger: Annotated[Path, typer.Option(help="Ledger entries (Parquet or CSV, LEDGER_SCHEMA).")],
+    statement: Annotated[
+        list[int] | None, typer.Option(help="Statement ids (default: all).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Reconcile the imported statements against the ledger; store KPI, matches, exceptions."""
+    database, url = _url()
+    started = datetime.now(UTC)
+    try:
+        with _progress() as progress:
+            progress.add_task("loading statement lines and ledger", total=None)
+            lines, ids = store.load_lines(url, statement or ())
+            if lines.is_empty():
+                raise InvalidInput("no statement lines: run `guardia recon import` first")
+            entries = _read_ledger(ledger)
+            progress.add_task(
+                f"matching {lines.height} lines x {entries.height} entries", total=None
+            )
+            result = reconcile(lines, entries)
+            progress.add_task("storing the run", total=None)
+            run_id = store.store_run(
+                url,
+                result,
+                statement_ids=ids,
+                ledger_source=ledger.name,
+                actor=f"cli:{getpass.getuser()}",
+                started_at=started,
+                finished_at=datetime.now(UTC),
+            )
+    except GuardiaError as exc:
+        raise _fail(exc) from exc
+    finally:
+        database.close()
+    summary = {"run_id": run_id, **result.summary()}
+    if as_json:
+        _json(summary)
+    else:
+        console.print(
+            f"run {run_id}: {summary['matched_lines']}/{summary['lines']} lines matched "
+            f"({summary['match_rate_count']:.2%} by count, {summary['match_rate_amount']:.2%} "
+            f"by amount); {summary['exceptions']} exceptions"
+        )
+
+
+@app.command()
+def report(
+    run_id: Annotated[int | None, typer.Option("--run", help="Default: the latest run.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The KPI: matched share by count and by amount, per account and day."""
+    database, url = _url()
+    try:
+        kpi = store.kpi_report(url, run_id)
+    except GuardiaError as exc:
+        raise _fail(exc) from exc
+    finally:
+        database.close()
+    if as_json:
+        _json({"run": kpi.run, "kpi": kpi.rows})
+        return
+    run_row = kpi.run
+    console.print(
+        f"run {run_row['id']}: {run_row['match_rate_count']:.2%} by count, "
+        f"{run_row['match_rate_amount']:.2%} by amount, {run_row['exceptions']} exceptions"
+    )
+    table = Table(title="KPI per account and day")
+    for col in ("account", "date", "lines", "matched", "by count", "by amount"):
+        table.add_column(col)
+    for r in kpi.rows:
+        table.add_row(
+            r["account"],
+            str(r["local_date"]),
+            str(r["lines"]),
+            str(r["matched_lines"]),
+            f"{r['match_rate_count']:.2%}",
+            f"{r['match_rate_amount']:.2%}",
+        )
+    console.print(table)
+
+
+@app.command()
+def exceptions(
+    run_id: Annotated[int, typer.Option("--run")],
+    limit: Annotated[int, typer.Option()] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """A run's exceptions with their evidence: candidates, scores, why none was accepted."""
+    database, url = _url()
+    try:
+        rows = store.exceptions_of(url, run_id, limit=limit)
+    finally:
+        database.close()
+    if as_json:
+        _json(rows)
+        return
+    table = Table(title=f"exceptions of run {run_id}")
+    for col in ("id", "side", "line / entry", "reason", "amount", "candidates"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            str(r["id"]),
+            r["side"],
+            str(r["bank_line_id"] or r["ledger_id"]),
+            r["reason"],
+            str(r["amount_cents"]),
+            str(r["candidates"])[:80],
+        )
+    console.print(table)
+
+
+@app.command("score")
+def score_(
+    run_id: Annotated[int, typer.Option("--run")],
+    truth: Annotated[Path, typer.Option(help="truth.parquet written by `sandbox recon-data`.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Compare a run with the ground truth: precision, recall, per noise label."""
+    database, url = _url()
+    try:
+        result = store.load_result(url, run_id)
+        imported = store.line_ids_by_position(url, run_id)
+    except GuardiaError as exc:
+        raise _fail(exc) from exc
+    finally:
+        database.close()
+    # The generator names lines its own way; imported lines are named by file hash and row:
+    # translate the truth through (account, row_no).
+    line_map = pl.read_parquet(truth.parent / "line_map.parquet").join(
+        imported, on=["account", "row_no"], how="inner"
+    )
+    translation = dict(line_map.select("line_id", "imported_line_id").iter_rows())
+    table = pl.read_parquet(truth).with_columns(
+        pl.col("bank_line_id").replace_strict(translation, default=None)
+    )
+    report_ = score(result, table.filter(pl.col("bank_line_id").is_not_null())).as_dict()
+    if as_json:
+        _json(report_)
+    else:
+        console.print_json(json.dumps(report_, default=str))
+
+
+@data_app.callback(invoke_without_command=True)
+def recon_data(
+    out: Annotated[Path, typer.Option(help="Directory to write into.")] = Path("recon-data"),
+    lines: Annotated[int, typer.Option(help="About this many statement lines.")] = 10_000,
+    seed: Annotated[int, typer.Option()] = 20250416,
+) -> None:
+    """Write per-account statement CSVs + mapping.json, ledger.parquet and truth.parquet."""
+    out.mkdir(parents=True, exist_ok=True)
+    with _progress() as progress:
+        progress.add_task(f"generating {lines} lines (seed {seed})", total=None)
+        data = generate(lines, seed, NoiseConfig())
+    write_generic_statement(data.statement, out)
+    data.ledger.write_parquet(out / "ledger.parquet")
+    data.truth.write_parquet(out / "truth.parquet")
+    accounts = sorted(set(data.statement.get_column("account").to_list()))
+    console.print(
+        f"wrote {data.statement.height} statement lines, {data.ledger.height} ledger entries "
+        f"and the truth table to {out}; accounts: {', '.join(accounts)}"
+    )
+
+
+GENERIC_MAPPING = {
+    "date": "operation_date",
+    "concept": ["concept"],
+    "reference": "reference",
+    "cargo": "cargo",
+    "abono": "abono",
+    "balance": "balance",
+    "delimiter": ",",
+    "encoding": "utf-8",
+    "date_format": "%Y-%m-%d",
+}
+
+
+def write_generic_statement(statement: pl.DataFrame, out: Path) -> None:
+    """One generic CSV per account (in row order), its mapping, and the line-id map for scoring."""
+    (out / "mapping.json").write_text(json.dumps(GENERIC_MAPPING, indent=2))
+    for (account,), rows in statement.sort("account", "row_no").group_by(
+        "account", maintain_order=True
+    ):
+        rows.select(
+            "operation_date", "concept", "reference", "cargo", "abono", "balance"
+        ).write_csv(out / f"statement-{account}.csv")
+    statement.select("line_id", "account", "row_no").write_parquet(out / "line_map.parquet")
