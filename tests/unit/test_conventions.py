@@ -82,3 +82,15 @@ def test_every_schedule_fires_at_even_intervals() -> None:
         fires = [it.get_next(datetime) for _ in range(200)]
         gaps = {b - a for a, b in itertools.pairwise(fires)}
         assert len(gaps) == 1, (task, cron, sorted(gaps))
+
+
+def test_every_alert_rule_links_to_a_section_of_the_runbooks_document() -> None:
+    from guardia.alerts.rules import RULES
+
+    anchors = {
+        line.removeprefix("## ").strip()
+        for line in (REPO / "docs" / "runbooks.md").read_text().splitlines()
+        if line.startswith("## ")
+    }
+    missing = {rule.name: rule.runbook for rule in RULES if rule.runbook not in anchors}
+    assert not missing, missing

@@ -194,7 +194,7 @@ RULES: tuple[Rule, ...] = (
     Rule(
         name="ReconKpiLow",
         severity="warning",
-        runbook="3-conciliacion-no-encuentra-match",
+        runbook="3-conciliacion-no-encuentra-match-dinero-huerfano",
         summary="Reconciliation matched less than {threshold:.0%} of the statement",
         promql=lambda s: f"min(guardia_recon_match_rate) < {s.recon_kpi_threshold!r}",
         for_="0m",
