@@ -142,6 +142,10 @@ class Settings(BaseSettings):
     recon_kpi_threshold: float = Field(
         default=0.95, description="ReconKpiLow fires when a run matches less than this share."
     )
+    recon_approval_threshold_cents: int = Field(
+        default=1_000_000,
+        description="A manual match moving more than this (cents) needs a second operator.",
+    )
     alert_clear_seconds: float = Field(
         default=300.0, description="A condition must stay clear this long before auto-resolve."
     )

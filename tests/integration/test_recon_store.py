@@ -82,3 +82,107 @@ async def test_a_statement_is_imported_once_reconciled_and_its_kpi_alerts_below_
         min(report.run["match_rate_count"], report.run["match_rate_amount"])
     )
     assert pl.DataFrame(report.rows).height > 0
+
+
+async def test_manual_matches_need_a_reason_a_second_operator_above_the_threshold_and_are_audited(
+    container: Container, db_url: str, tmp_path: Path
+) -> None:
+    from guardia.audit import log as audit
+    from guardia.core.errors import Conflict
+    from guardia.recon import manual
+
+    data = generate(300, 11, NoiseConfig())
+    write_generic_statement(data.statement, tmp_path)
+    ids = import_all(db_url, tmp_path)
+    lines, _ = store.load_lines(db_url)
+    now = datetime.now(UTC)
+    run_id = store.store_run(
+        db_url,
+        reconcile(lines, data.ledger),
+        statement_ids=ids,
+        ledger_source="ledger.parquet",
+        actor="test",
+        started_at=now,
+        finished_at=now,
+    )
+    orphans = [
+        e
+        for e in store.exceptions_of(db_url, run_id, limit=10_000)
+        if e["side"] == "bank" and e["amount_cents"]
+    ]
+    assert len(orphans) >= 2
+    by_size = sorted(orphans, key=lambda e: abs(e["amount_cents"]))
+    small, big = by_size[0], by_size[-1]
+    assert abs(small["amount_cents"]) < abs(big["amount_cents"])
+    threshold = abs(small["amount_cents"])
+    entry = data.ledger.get_column("entry_id")[0]
+
+    async with container.engine.begin() as conn:
+        with pytest.raises(InvalidInput, match="reason"):
+            await manual.request(
+                conn,
+                run_id=run_id,
+                action="match",
+                bank_line_id=small["bank_line_id"],
+                ledger_ids=[entry],
+                reason=" ",
+                actor="ana",
+                at=now,
+                approval_threshold_cents=threshold,
+            )
+    async with container.engine.begin() as conn:
+        applied = await manual.request(
+            conn,
+            run_id=run_id,
+            action="match",
+            bank_line_id=small["bank_line_id"],
+            ledger_ids=[entry],
+            reason="CEP shows this transfer",
+            actor="ana",
+            at=now,
+            approval_threshold_cents=threshold,
+        )
+        held = await manual.request(
+            conn,
+            run_id=run_id,
+            action="match",
+            bank_line_id=big["bank_line_id"],
+            ledger_ids=[entry],
+            reason="large transfer, CEP attached",
+            actor="ana",
+            at=now,
+            approval_threshold_cents=threshold,
+        )
+    assert (applied.status, held.status) == ("applied", "pending_approval")
+    async with container.engine.begin() as conn:
+        with pytest.raises(Conflict, match="second"):
+            await manual.approve(conn, held.id, approver="ana", reason="self", at=now)
+    async with container.engine.begin() as conn:
+        approved = await manual.approve(conn, held.id, approver="luis", reason="checked", at=now)
+    assert approved.status == "applied"
+    statuses = {
+        e["bank_line_id"]: e["status"] for e in store.exceptions_of(db_url, run_id, limit=10_000)
+    }
+    assert statuses[small["bank_line_id"]] == "matched_manually"
+    assert statuses[big["bank_line_id"]] == "matched_manually"
+    async with container.engine.begin() as conn:
+        await manual.request(
+            conn,
+            run_id=run_id,
+            action="unmatch",
+            bank_line_id=small["bank_line_id"],
+            ledger_ids=[],
+            reason="wrong entry",
+            actor="luis",
+            at=now,
+            approval_threshold_cents=threshold,
+        )
+    reopened = [
+        e
+        for e in store.exceptions_of(db_url, run_id, limit=10_000)
+        if e["bank_line_id"] == small["bank_line_id"] and e["status"] == "open"
+    ]
+    assert [e["reason"] for e in reopened] == ["unmatched_manually"]
+    report = await audit.verify(container.engine)
+    assert report.ok
+    assert report.entries == 4

@@ -7,6 +7,7 @@ none, so forgetting a policy fails closed.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -32,6 +33,8 @@ from guardia.ledger.check import check_ledger, latest_report, store_report
 from guardia.ledger.service import postings_of
 from guardia.payments import service as payments
 from guardia.payments.service import OrderView, ReplaySelector
+from guardia.recon import manual
+from guardia.recon.store import kpi_report
 from guardia.recovery import resend_event
 
 log = structlog.get_logger(__name__)
@@ -441,6 +444,72 @@ async def verify_audit(request: Request) -> JSONResponse:
     """Recompute the audit chain; 409 names the first broken entries."""
     report = await audit.verify(container_of(request).engine)
     return JSONResponse(report.as_dict(), status_code=200 if report.ok else 409)
+
+
+class ManualBody(BaseModel):
+    """A manual reconciliation step."""
+
+    bank_line_id: str
+    ledger_ids: list[str] = Field(default_factory=list)
+    reason: str = Field(min_length=3, max_length=1000)
+
+
+async def _manual(run_id: int, action: str, body: ManualBody, request: Request) -> dict[str, Any]:
+    c = container_of(request)
+    async with c.engine.begin() as conn:
+        done = await manual.request(
+            conn,
+            run_id=run_id,
+            action=action,
+            bank_line_id=body.bank_line_id,
+            ledger_ids=body.ledger_ids,
+            reason=body.reason,
+            actor=principal_of(request).name,
+            at=c.clock.now(),
+            approval_threshold_cents=c.settings.recon_approval_threshold_cents,
+        )
+    return manual.as_json(done)
+
+
+@api.post("/recon/runs/{run_id}/match", openapi_extra=policy(Policy.ACT))
+async def recon_match(run_id: int, body: ManualBody, request: Request) -> dict[str, Any]:
+    """Match a statement line by hand (held for approval above the threshold)."""
+    return await _manual(run_id, "match", body, request)
+
+
+@api.post("/recon/runs/{run_id}/unmatch", openapi_extra=policy(Policy.ACT))
+async def recon_unmatch(run_id: int, body: ManualBody, request: Request) -> dict[str, Any]:
+    """Undo a match; the line becomes an open exception again."""
+    return await _manual(run_id, "unmatch", body, request)
+
+
+class ApproveBody(BaseModel):
+    """A second operator's approval."""
+
+    reason: str = Field(min_length=3, max_length=1000)
+
+
+@api.post("/recon/manual/{manual_id}/approve", openapi_extra=policy(Policy.ACT))
+async def recon_approve(manual_id: int, body: ApproveBody, request: Request) -> dict[str, Any]:
+    """Approve a held manual match (not by the operator who asked for it)."""
+    c = container_of(request)
+    async with c.engine.begin() as conn:
+        done = await manual.approve(
+            conn,
+            manual_id,
+            approver=principal_of(request).name,
+            reason=body.reason,
+            at=c.clock.now(),
+        )
+    return manual.as_json(done)
+
+
+@api.get("/recon/report", openapi_extra=policy(Policy.READ))
+async def recon_report(request: Request, run: int | None = None) -> dict[str, Any]:
+    """The KPI of a run (default: the latest)."""
+    url = container_of(request).database.direct_url
+    report = await asyncio.to_thread(kpi_report, url, run)
+    return {"run": report.run, "kpi": report.rows}
 
 
 # --- probes -------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ exceptions, score a run against a truth table; `guardia sandbox recon-data` make
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 import json
 from datetime import UTC, datetime
@@ -16,9 +17,11 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from guardia.adapters.postgres.database import Database
+from guardia.bootstrap import build_container
 from guardia.core.errors import GuardiaError, InvalidInput
 from guardia.core.logging import configure_logging
-from guardia.recon import store
+from guardia.entrypoints.runtime import opened
+from guardia.recon import manual, store
 from guardia.recon.importers import BANKS, ColumnMapping, import_statement
 from guardia.recon.match import reconcile
 from guardia.recon.model import LEDGER_SCHEMA
@@ -251,6 +254,96 @@ def score_(
         _json(report_)
     else:
         console.print_json(json.dumps(report_, default=str))
+
+
+def _manual_step(fn: Any) -> dict[str, Any]:
+    settings = Settings()
+    configure_logging(json=settings.log_json, level=settings.log_level)
+    database = Database.open(settings)
+
+    async def go() -> dict[str, Any]:
+        container = build_container(settings, database)
+        async with opened(container), container.engine.begin() as conn:
+            result: dict[str, Any] = manual.as_json(await fn(container, conn))
+            return result
+
+    try:
+        return asyncio.run(go())
+    except GuardiaError as exc:
+        raise _fail(exc) from exc
+    finally:
+        database.close()
+
+
+ReasonOpt = Annotated[str, typer.Option("--reason", help="Why (required; audited).")]
+
+
+@app.command("match")
+def match_(
+    run_id: Annotated[int, typer.Option("--run")],
+    line: Annotated[str, typer.Option("--line", help="Statement line id.")],
+    ledger: Annotated[list[str], typer.Option("--ledger", help="Ledger entry id (repeat).")],
+    reason: ReasonOpt,
+    as_json: JsonOpt = False,
+) -> None:
+    """Match a line by hand; above the threshold it waits for a second operator."""
+    actor = f"cli:{getpass.getuser()}"
+    data = _manual_step(
+        lambda c, conn: manual.request(
+            conn,
+            run_id=run_id,
+            action="match",
+            bank_line_id=line,
+            ledger_ids=ledger,
+            reason=reason,
+            actor=actor,
+            at=c.clock.now(),
+            approval_threshold_cents=c.settings.recon_approval_threshold_cents,
+        )
+    )
+    _json(data) if as_json else console.print(f"manual action {data['id']}: {data['status']}")
+
+
+@app.command("unmatch")
+def unmatch_(
+    run_id: Annotated[int, typer.Option("--run")],
+    line: Annotated[str, typer.Option("--line")],
+    reason: ReasonOpt,
+    as_json: JsonOpt = False,
+) -> None:
+    """Undo a match; the line is an open exception again."""
+    actor = f"cli:{getpass.getuser()}"
+    data = _manual_step(
+        lambda c, conn: manual.request(
+            conn,
+            run_id=run_id,
+            action="unmatch",
+            bank_line_id=line,
+            ledger_ids=[],
+            reason=reason,
+            actor=actor,
+            at=c.clock.now(),
+            approval_threshold_cents=c.settings.recon_approval_threshold_cents,
+        )
+    )
+    _json(data) if as_json else console.print(f"manual action {data['id']}: {data['status']}")
+
+
+@app.command("approve")
+def approve_(
+    manual_id: int,
+    reason: ReasonOpt,
+    actor: Annotated[str | None, typer.Option("--actor")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Approve a held manual match (a second operator)."""
+    who = actor or f"cli:{getpass.getuser()}"
+    data = _manual_step(
+        lambda c, conn: manual.approve(
+            conn, manual_id, approver=who, reason=reason, at=c.clock.now()
+        )
+    )
+    _json(data) if as_json else console.print(f"manual action {data['id']}: {data['status']}")
 
 
 @data_app.callback(invoke_without_command=True)

@@ -107,5 +107,24 @@ recon_exceptions = Table(
     Column("local_date", Date),
     Column("amount_cents", BigInteger),
     Column("status", Text, nullable=False, server_default="open"),
+    Column("resolved_by_manual_id", BigInteger),
     Index("ix_recon_exceptions_run", "run_id"),
+)
+
+recon_manual = Table(
+    "recon_manual",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("run_id", BigInteger, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("bank_line_id", Text, nullable=False),
+    Column("ledger_ids", JSONB, nullable=False),
+    Column("amount_cents", BigInteger, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("approved_by", Text),
+    Column("approved_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_recon_manual_run", "run_id"),
 )
