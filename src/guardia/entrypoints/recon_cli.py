@@ -23,6 +23,7 @@ from guardia.core.logging import configure_logging
 from guardia.entrypoints.runtime import opened
 from guardia.recon import manual, store
 from guardia.recon.importers import BANKS, ColumnMapping, import_statement
+from guardia.recon.ledger import build_ledger
 from guardia.recon.match import reconcile
 from guardia.recon.model import LEDGER_SCHEMA
 from guardia.recon.normalize import conform
@@ -157,6 +158,38 @@ def run(
             f"({summary['match_rate_count']:.2%} by count, {summary['match_rate_amount']:.2%} "
             f"by amount); {summary['exceptions']} exceptions"
         )
+
+
+@app.command()
+def ledger(
+    out: Annotated[Path, typer.Option(help="Where to write the ledger (Parquet).")] = Path(
+        "ledger.parquet"
+    ),
+    account: Annotated[
+        str | None, typer.Option(help="Bank account of charges (default: the payouts' one).")
+    ] = None,
+) -> None:
+    """Pull the ledger side: Conekta charges and transfers, and the Odoo moves Guardia posted."""
+    settings = Settings()
+    configure_logging(json=settings.log_json, level=settings.log_level)
+    database = Database.open(settings)
+
+    async def go() -> pl.DataFrame:
+        container = build_container(settings, database)
+        async with opened(container):
+            return await build_ledger(container.engine, container.conekta, account=account)
+
+    try:
+        with _progress() as progress:
+            progress.add_task("pulling /transactions, /transfers and postings", total=None)
+            frame = asyncio.run(go())
+    except GuardiaError as exc:
+        raise _fail(exc) from exc
+    finally:
+        database.close()
+    frame.write_parquet(out)
+    counts = frame.group_by("kind").len().sort("kind").iter_rows()
+    console.print(f"wrote {frame.height} ledger entries to {out}: {dict(counts)}")
 
 
 @app.command()

@@ -10,6 +10,7 @@ from guardia.core.errors import NotFound, ProviderUnavailable
 from guardia.ledger.ports import CustomerInfo
 from guardia.payments.model import OrderSnapshot
 from guardia.payments.ports import DeliveryLog, WebhookEndpoint
+from guardia.recon.ports import SettlementTransaction, SettlementTransfer
 
 
 class InMemoryOrders:
@@ -20,6 +21,8 @@ class InMemoryOrders:
         self.unavailable = False
         self.calls: list[str] = []
         self.resent: list[tuple[str, tuple[str, ...]]] = []
+        self.transactions: list[SettlementTransaction] = []
+        self.transfers: list[SettlementTransfer] = []
         self.webhooks = [
             WebhookEndpoint("wh_1", "http://127.0.0.1/webhooks/conekta", "listening", True, ())
         ]
@@ -64,6 +67,14 @@ class InMemoryOrders:
             raise NotFound(f"webhooks {sorted(set(webhook_ids) - known)} not found")
         self.resent.append((event_id, tuple(webhook_ids)))
         return DeliveryLog("webhl_fake", self.webhooks[0].url, 0, 200, None)
+
+    async def list_transactions(self) -> list[SettlementTransaction]:
+        """Settlement transactions put here by the test."""
+        return list(self.transactions)
+
+    async def list_transfers(self) -> list[SettlementTransfer]:
+        """Transfers put here by the test."""
+        return list(self.transfers)
 
     async def aclose(self) -> None:
         """Nothing to release."""

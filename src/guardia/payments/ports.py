@@ -9,6 +9,7 @@ from typing import Protocol
 
 from guardia.ledger.ports import CustomerSource
 from guardia.payments.model import OrderSnapshot
+from guardia.recon.ports import SettlementSource
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +58,7 @@ class OrderSource(Protocol):
         ...
 
 
-class ConektaGateway(OrderSource, CustomerSource, Protocol):
+class ConektaGateway(OrderSource, CustomerSource, SettlementSource, Protocol):
     """Everything Guardia asks of Conekta."""
 
     async def list_webhooks(self) -> list[WebhookEndpoint]:

@@ -9,7 +9,7 @@ Protocol facts (docs/providers.md §1.4): `Authorization: Bearer key_…`, versi
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -23,6 +23,7 @@ from guardia.core.errors import NotFound, ProviderRejected, ProviderUnavailable
 from guardia.ledger.ports import CustomerInfo
 from guardia.payments.model import OrderSnapshot, snapshot_from_order
 from guardia.payments.ports import DeliveryLog, EventSummary, WebhookEndpoint
+from guardia.recon.ports import SettlementTransaction, SettlementTransfer
 
 log = structlog.get_logger(__name__)
 
@@ -150,6 +151,53 @@ class ConektaClient:
             if not page.get("has_more") or next_cursor is None:
                 return
             params["next"] = next_cursor
+
+    async def _pages(self, path: str, limit: int = 250) -> AsyncIterator[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": limit}
+        for _ in range(10_000):  # a hard bound on paging, whatever the server says
+            page = await self._request("GET", path, params=params)
+            for item in page.get("data", []):
+                yield item
+            cursor = _next_cursor(page)
+            if not page.get("has_more") or cursor is None:
+                return
+            params["next"] = cursor
+
+    async def list_transactions(self) -> list[SettlementTransaction]:
+        """Every settlement transaction (`GET /transactions`), paged through."""
+        out: list[SettlementTransaction] = []
+        async for t in self._pages("/transactions"):
+            out.append(
+                SettlementTransaction(
+                    transaction_id=str(t.get("id")),
+                    charge_id=t.get("charge"),
+                    kind=str(t.get("type", "")),
+                    status=str(t.get("status", "")),
+                    amount_cents=int(t.get("amount") or 0),
+                    fee_cents=int(t.get("fee") or 0),
+                    net_cents=int(t.get("net") or 0),
+                    created_at=from_unix(t.get("created_at")) or datetime.now(UTC),
+                )
+            )
+        return out
+
+    async def list_transfers(self) -> list[SettlementTransfer]:
+        """Every payout to the bank account (`GET /transfers`), paged through."""
+        out: list[SettlementTransfer] = []
+        async for t in self._pages("/transfers"):
+            destination = t.get("destination") or {}
+            out.append(
+                SettlementTransfer(
+                    transfer_id=str(t.get("id")),
+                    status=str(t.get("status", "")),
+                    amount_cents=int(t.get("amount") or 0),
+                    statement_reference=t.get("statement_reference"),
+                    statement_description=t.get("statement_description"),
+                    destination_account=destination.get("account_number"),
+                    created_at=from_unix(t.get("created_at")) or datetime.now(UTC),
+                )
+            )
+        return out
 
     async def list_events(self, *, limit: int = 50) -> list[EventSummary]:
         """List the newest events with their delivery logs."""
