@@ -172,7 +172,37 @@ def create_app(sim: ConektaSimulator) -> FastAPI:
         """List webhook signing keys (the active one)."""
         return JSONResponse(sim.webhook_keys())
 
+    @api.get("/transactions")
+    async def list_transactions(request: Request) -> JSONResponse:
+        """List ledger transactions newest first, filtered by charge_id/type (§1.6)."""
+        return JSONResponse(sim.list_transactions(dict(request.query_params), _url_for(request)))
+
+    @api.get("/transactions/{txn_id}")
+    async def get_transaction(txn_id: str) -> JSONResponse:
+        """Return one transaction."""
+        return JSONResponse(sim.get_transaction(txn_id))
+
+    @api.get("/transfers")
+    async def list_transfers(request: Request) -> JSONResponse:
+        """List payouts to the business bank account, newest first."""
+        return JSONResponse(sim.list_transfers(dict(request.query_params), _url_for(request)))
+
+    @api.get("/transfers/{transfer_id}")
+    async def get_transfer(transfer_id: str) -> JSONResponse:
+        """Return one transfer (it does not list the charges it settles)."""
+        return JSONResponse(sim.get_transfer(transfer_id))
+
     control = APIRouter(prefix="/_sandbox", tags=["sandbox"])
+
+    @control.post("/payouts")
+    async def payout() -> JSONResponse:
+        """Pay out every available transaction as one transfer; 409 when none is available."""
+        return JSONResponse(sim.payout())
+
+    @control.get("/payouts/{transfer_id}/transactions")
+    async def payout_transactions(transfer_id: str) -> JSONResponse:
+        """Ground truth for tests: the transactions a transfer settled."""
+        return JSONResponse(sim.payout_transactions(transfer_id))
 
     @control.post("/orders/{order_id}/pay")
     async def pay(order_id: str) -> JSONResponse:

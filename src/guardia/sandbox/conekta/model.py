@@ -750,3 +750,101 @@ def charge_back(order: JSON, now: int) -> Change:
     order["is_refundable"] = False
     _touch(order, now)
     return Change("order.charged_back", {"payment_status": previous})
+
+
+# --- Settlement: transactions and transfers (providers.md §1.6) ---------------------------------
+
+# conekta/openapi schemas/transactions/transaction_response.yml lists these `type` and `status`
+# values; the simulator produces `capture` and `refund`, `available` and `paid_out`.
+TRANSACTION_TYPES: Final = (
+    "capture",
+    "capture_reversal",
+    "liquidation",
+    "payout",
+    "refund",
+    "chargeback",
+    "won_chargeback",
+    "transferred",
+)
+PAYOUT_BANK_PREFIX: Final = "012180"  # BBVA México, plaza 180: the simulated business account
+
+
+def capture_transaction(charge: JSON, txn_id: str, now: int) -> JSON:
+    """Return the `capture` ledger entry for a paid charge: net = amount - fee (IVA included)."""
+    amount = int(charge["amount"])
+    fee = int(charge["fee"])
+    return {
+        "id": txn_id,
+        "object": "transaction",
+        "amount": amount,
+        "fee": fee,
+        "net": amount - fee,
+        "status": "available",
+        "type": "capture",
+        "charge": str(charge["id"]),
+        "currency": str(charge["currency"]),
+        "created_at": now,
+    }
+
+
+def refund_transaction(charge: JSON, refunded: int, txn_id: str, now: int) -> JSON:
+    """Return the `refund` ledger entry for `refunded` cents: negative amount and net.
+
+    Whether Conekta gives back part of the fee on a refund is not documented (providers.md §1.6);
+    the simulator assumes it keeps the whole fee, so the refund carries fee 0.
+    """
+    return {
+        "id": txn_id,
+        "object": "transaction",
+        "amount": -refunded,
+        "fee": 0,
+        "net": -refunded,
+        "status": "available",
+        "type": "refund",
+        "charge": str(charge["id"]),
+        "currency": str(charge["currency"]),
+        "created_at": now,
+    }
+
+
+def build_transfer(
+    transactions: list[JSON],
+    *,
+    transfer_id: str,
+    statement_reference: str,
+    clabe: str,
+    holder: str,
+    now: int,
+) -> JSON:
+    """Return a payout of `transactions` (Σ net, may be negative); it does not list them.
+
+    Shape of conekta/openapi schemas/transfers/transfer_response.yml: `statement_reference` is 7
+    digits (the SPEI referencia numérica) and `statement_description` is "Conekta " + it.
+    """
+    if len(statement_reference) != 7 or not statement_reference.isdigit():
+        raise ValueError("a statement reference is 7 digits")
+    return {
+        "id": transfer_id,
+        "object": "transfer",
+        "amount": sum(int(t["net"]) for t in transactions),
+        "status": "paid_out",
+        "statement_reference": statement_reference,
+        "statement_description": f"Conekta {statement_reference}",
+        "currency": "MXN",
+        "created_at": now,
+        "destination": {
+            "object": "bank_account",
+            "account_number": clabe,
+            "account_holder_name": holder,
+        },
+    }
+
+
+def nothing_to_pay_out() -> IllegalTransition:
+    """Return the 409 for a payout request when no transaction is `available`."""
+    return IllegalTransition(
+        "Cannot create a payout: there are no available transactions; pay or refund an order "
+        "first (every available transaction is already in a transfer).",
+        code="guardia.sandbox.nothing_to_pay_out",
+        message="No hay saldo disponible para dispersar.",
+    )

@@ -84,6 +84,9 @@ class ConektaSimConfig:
     livemode: bool = False
     retry_schedule: tuple[float, ...] = (0.5, 1.0, 2.0, 5.0, 10.0)
     delivery_timeout: float = 5.0
+    # The business bank account payouts go to; a random valid BBVA CLABE when None.
+    payout_clabe: str | None = None
+    payout_account_holder: str = "GUARDIA FINANCIERA SA DE CV"
 
 
 @dataclass
@@ -144,6 +147,12 @@ class _Order:
 
 
 @dataclass
+class _Record:
+    seq: int
+    json: JSON
+
+
+@dataclass
 class _Job:
     event: _Event
     webhook_ids: list[str]
@@ -182,6 +191,17 @@ class ConektaSimulator:
         self._idempotent: dict[str, JSON] = {}
         self._clabes: set[str] = set()
         self._references: set[str] = set()
+        self._transactions: dict[str, _Record] = {}
+        self._transfers: dict[str, _Record] = {}
+        # Ground truth only: Conekta's transfers do not list what they settle (providers.md §1.6).
+        self._transfer_transactions: dict[str, list[str]] = {}
+        self._statement_references: set[str] = set()
+        if config.payout_clabe is None:
+            self._payout_clabe = model.make_clabe(model.PAYOUT_BANK_PREFIX)
+        elif model.is_valid_clabe(config.payout_clabe):
+            self._payout_clabe = config.payout_clabe
+        else:
+            raise ValueError("payout_clabe must be 18 digits with a valid check digit")
         self._lanes: dict[str, deque[_Job]] = {}
         self._lane_tasks: dict[str, asyncio.Task[None]] = {}
         self._retry_tasks: set[asyncio.Task[None]] = set()
@@ -312,6 +332,7 @@ class ConektaSimulator:
         if req.method == "card":
             self._emit("charge.created", charge_of(order), {}, order_id)
             change = model.pay(order, now)
+            self._record_capture(order)
             self._emit("charge.paid", charge_of(order), change.charge_previous or {}, order_id)
             self._emit(change.order_event, order, change.order_previous, order_id)
         else:
@@ -352,6 +373,7 @@ class ConektaSimulator:
         """Simulate the customer paying: `charge.paid` (the charge) then `order.paid`."""
         order = self._order(order_id).json
         change = model.pay(order, self._now())
+        self._record_capture(order)
         self._emit("charge.paid", charge_of(order), change.charge_previous or {}, order_id)
         self._emit(change.order_event, order, change.order_previous, order_id)
         return copy.deepcopy(order)
@@ -368,11 +390,92 @@ class ConektaSimulator:
         """Refund part or all of a paid order."""
         now = self._now()
         refund_id = model.object_id(now)
-        return self._transition(order_id, lambda o, t: model.refund(o, amount, t, refund_id))
+        order = self._order(order_id).json
+        before = int(order["amount_refunded"])
+        result = self._transition(order_id, lambda o, t: model.refund(o, amount, t, refund_id))
+        refunded = int(order["amount_refunded"]) - before
+        self._add_transaction(
+            model.refund_transaction(charge_of(order), refunded, self._new_txn_id(), now)
+        )
+        return result
 
     def chargeback_order(self, order_id: str) -> JSON:
         """Record a chargeback on a paid order."""
         return self._transition(order_id, model.charge_back)
+
+    # --- settlement (providers.md §1.6) --------------------------------------------------------
+
+    def list_transactions(
+        self, params: dict[str, str], url_for: Callable[[dict[str, str]], str]
+    ) -> JSON:
+        """Return `GET /transactions`: newest first, filtered by charge_id/type, cursor-paged."""
+        kind = params.get("type")
+        if kind is not None and kind not in model.TRANSACTION_TYPES:
+            raise _param_error("type", f"expected one of {list(model.TRANSACTION_TYPES)}")
+        charge_id = params.get("charge_id")
+
+        def keep(txn: JSON) -> bool:
+            return (kind is None or txn["type"] == kind) and (
+                charge_id is None or txn["charge"] == charge_id
+            )
+
+        items = [(t.seq, t.json) for t in reversed(self._transactions.values()) if keep(t.json)]
+        seqs = {tid: t.seq for tid, t in self._transactions.items()}
+        return _page(items, seqs, params, url_for)
+
+    def get_transaction(self, txn_id: str) -> JSON:
+        """Return one transaction, or raise a 404."""
+        txn = self._transactions.get(txn_id)
+        if txn is None:
+            raise not_found("Transaction", txn_id)
+        return copy.deepcopy(txn.json)
+
+    def list_transfers(
+        self, params: dict[str, str], url_for: Callable[[dict[str, str]], str]
+    ) -> JSON:
+        """Return `GET /transfers`: newest first, cursor-paged."""
+        items = [(t.seq, t.json) for t in reversed(self._transfers.values())]
+        seqs = {tid: t.seq for tid, t in self._transfers.items()}
+        return _page(items, seqs, params, url_for)
+
+    def get_transfer(self, transfer_id: str) -> JSON:
+        """Return one transfer, or raise a 404."""
+        return copy.deepcopy(self._transfer(transfer_id).json)
+
+    def payout(self) -> JSON:
+        """Batch every `available` transaction into one transfer and mark them `paid_out`."""
+        batch = [t.json for t in self._transactions.values() if t.json["status"] == "available"]
+        if not batch:
+            raise model.nothing_to_pay_out()
+        transfer_id = model.prefixed_id("tr_")
+        while transfer_id in self._transfers:
+            transfer_id = model.prefixed_id("tr_")
+        reference = model.random_digits(7)
+        while reference in self._statement_references:
+            reference = model.random_digits(7)
+        self._statement_references.add(reference)
+        transfer = model.build_transfer(
+            batch,
+            transfer_id=transfer_id,
+            statement_reference=reference,
+            clabe=self._payout_clabe,
+            holder=self.config.payout_account_holder,
+            now=self._now(),
+        )
+        for txn in batch:
+            txn["status"] = "paid_out"
+        self._transfers[transfer_id] = _Record(next(self._seq), transfer)
+        self._transfer_transactions[transfer_id] = [str(t["id"]) for t in batch]
+        return copy.deepcopy(transfer)
+
+    def payout_transactions(self, transfer_id: str) -> JSON:
+        """Return the transactions a transfer settled (sandbox ground truth), oldest first."""
+        self._transfer(transfer_id)
+        data = [
+            copy.deepcopy(self._transactions[tid].json)
+            for tid in self._transfer_transactions[transfer_id]
+        ]
+        return {"object": "list", "transfer": transfer_id, "data": data}
 
     # --- events --------------------------------------------------------------------------------
 
@@ -555,6 +658,27 @@ class ConektaSimulator:
         if webhook is None:
             raise not_found("Webhook", webhook_id)
         return webhook
+
+    def _transfer(self, transfer_id: str) -> _Record:
+        transfer = self._transfers.get(transfer_id)
+        if transfer is None:
+            raise not_found("Transfer", transfer_id)
+        return transfer
+
+    def _new_txn_id(self) -> str:
+        txn_id = model.prefixed_id("txn_")
+        while txn_id in self._transactions:
+            txn_id = model.prefixed_id("txn_")
+        return txn_id
+
+    def _add_transaction(self, txn: JSON) -> None:
+        self._transactions[str(txn["id"])] = _Record(next(self._seq), txn)
+
+    def _record_capture(self, order: JSON) -> None:
+        charge = charge_of(order)
+        self._add_transaction(
+            model.capture_transaction(charge, self._new_txn_id(), int(charge["paid_at"]))
+        )
 
     def _new_clabe(self) -> str:
         clabe = model.make_clabe(model.STP_CLABE_PREFIX)
