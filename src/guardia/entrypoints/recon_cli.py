@@ -168,6 +168,7 @@ def ledger(
     account: Annotated[
         str | None, typer.Option(help="Bank account of charges (default: the payouts' one).")
     ] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Pull the ledger side: Conekta charges and transfers, and the Odoo moves Guardia posted."""
     settings = Settings()
@@ -188,8 +189,11 @@ def ledger(
     finally:
         database.close()
     frame.write_parquet(out)
-    counts = frame.group_by("kind").len().sort("kind").iter_rows()
-    console.print(f"wrote {frame.height} ledger entries to {out}: {dict(counts)}")
+    counts = dict(frame.group_by("kind").len().sort("kind").iter_rows())
+    if as_json:
+        _json({"path": str(out), "entries": frame.height, "by_kind": counts})
+    else:
+        console.print(f"wrote {frame.height} ledger entries to {out}: {counts}")
 
 
 @app.command()
@@ -282,7 +286,11 @@ def score_(
     table = pl.read_parquet(truth).with_columns(
         pl.col("bank_line_id").replace_strict(translation, default=None)
     )
-    report_ = score(result, table.filter(pl.col("bank_line_id").is_not_null())).as_dict()
+    scored = score(result, table.filter(pl.col("bank_line_id").is_not_null()))
+    report_: dict[str, Any] = {
+        **scored.as_dict(),
+        "per_label": scored.per_label.to_dicts(),
+    }
     if as_json:
         _json(report_)
     else:
@@ -384,6 +392,7 @@ def recon_data(
     out: Annotated[Path, typer.Option(help="Directory to write into.")] = Path("recon-data"),
     lines: Annotated[int, typer.Option(help="About this many statement lines.")] = 10_000,
     seed: Annotated[int, typer.Option()] = 20250416,
+    as_json: JsonOpt = False,
 ) -> None:
     """Write per-account statement CSVs + mapping.json, ledger.parquet and truth.parquet."""
     out.mkdir(parents=True, exist_ok=True)
@@ -394,6 +403,16 @@ def recon_data(
     data.ledger.write_parquet(out / "ledger.parquet")
     data.truth.write_parquet(out / "truth.parquet")
     accounts = sorted(set(data.statement.get_column("account").to_list()))
+    if as_json:
+        _json(
+            {
+                "out": str(out),
+                "statement_lines": data.statement.height,
+                "ledger_entries": data.ledger.height,
+                "accounts": accounts,
+            }
+        )
+        return
     console.print(
         f"wrote {data.statement.height} statement lines, {data.ledger.height} ledger entries "
         f"and the truth table to {out}; accounts: {', '.join(accounts)}"
