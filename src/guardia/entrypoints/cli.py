@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
@@ -18,10 +18,10 @@ from guardia.alerts.rules import prometheus_rules
 from guardia.audit import log as audit
 from guardia.auth.tokens import Role, hash_token, new_token
 from guardia.backups import cli as backup_cli
-from guardia.bootstrap import Container, build_container
-from guardia.core.errors import GuardiaError, InvalidInput
-from guardia.core.logging import configure_logging
+from guardia.bootstrap import Container
+from guardia.core.errors import InvalidInput
 from guardia.entrypoints import incidents_cli, recon_cli, runtime
+from guardia.entrypoints.cli_support import load_settings, with_container
 from guardia.entrypoints.http import order_json
 from guardia.jobs import deadletters
 from guardia.ledger.check import CheckReport, check_ledger, posting_test, store_report
@@ -65,10 +65,7 @@ ActorOpt = Annotated[
 ReasonOpt = Annotated[str, typer.Option("--reason", help="Why (kept in the audit log).")]
 
 
-def _settings() -> Settings:
-    settings = Settings()
-    configure_logging(json=settings.log_json, level=settings.log_level)
-    return settings
+_settings = load_settings
 
 
 def _actor(actor: str | None) -> str:
@@ -82,22 +79,7 @@ def _emit(data: Any, as_json: bool, human: Callable[[], None]) -> None:
         human()
 
 
-def _with_container(fn: Callable[[Container], Awaitable[T]]) -> T:
-    settings = _settings()
-    database = Database.open(settings)
-
-    async def run() -> T:
-        container = build_container(settings, database)
-        async with runtime.opened(container):
-            return await fn(container)
-
-    try:
-        return asyncio.run(run())
-    except GuardiaError as exc:
-        err.print(f"[red]error:[/red] {exc.message}")
-        raise typer.Exit(code=1) from exc
-    finally:
-        database.close()
+_with_container = with_container
 
 
 @app.command()

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import json
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -14,15 +12,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from guardia.adapters.postgres.database import Database
-from guardia.bootstrap import Container, build_container
-from guardia.core.errors import GuardiaError
-from guardia.core.logging import configure_logging
-from guardia.entrypoints.runtime import opened
+from guardia.bootstrap import Container
+from guardia.entrypoints.cli_support import with_container
 from guardia.incidents import service
 from guardia.incidents.evidence import verify_bundle
 from guardia.incidents.model import ExternalIds, IncidentStatus
-from guardia.settings import Settings
 
 T = TypeVar("T")
 app = typer.Typer(help="Incidents: lifecycle, timeline, post-mortem, evidence, MTTR.")
@@ -33,23 +27,7 @@ ReasonOpt = Annotated[str, typer.Option("--reason", help="Why (kept in the audit
 ActorOpt = Annotated[str | None, typer.Option("--actor", help="Default: cli:<login>.")]
 
 
-def _run(fn: Callable[[Container], Awaitable[T]]) -> T:
-    settings = Settings()
-    configure_logging(json=settings.log_json, level=settings.log_level)
-    database = Database.open(settings)
-
-    async def go() -> T:
-        container = build_container(settings, database)
-        async with opened(container):
-            return await fn(container)
-
-    try:
-        return asyncio.run(go())
-    except GuardiaError as exc:
-        err.print(f"[red]error:[/red] {exc.message}")
-        raise typer.Exit(code=1) from exc
-    finally:
-        database.close()
+_run = with_container
 
 
 def _actor(actor: str | None) -> str:

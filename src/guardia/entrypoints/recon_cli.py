@@ -3,9 +3,9 @@ exceptions, score a run against a truth table; `guardia sandbox recon-data` make
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import json
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,12 +15,13 @@ import typer
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from guardia.adapters.postgres.database import Database
-from guardia.bootstrap import build_container
+from guardia.bootstrap import Container
 from guardia.core.errors import GuardiaError, InvalidInput
 from guardia.core.logging import configure_logging
-from guardia.entrypoints.runtime import opened
+from guardia.entrypoints.cli_support import with_container
 from guardia.recon import manual, store
 from guardia.recon.importers import BANKS, ColumnMapping, import_statement
 from guardia.recon.ledger import build_ledger
@@ -171,23 +172,13 @@ def ledger(
     as_json: JsonOpt = False,
 ) -> None:
     """Pull the ledger side: Conekta charges and transfers, and the Odoo moves Guardia posted."""
-    settings = Settings()
-    configure_logging(json=settings.log_json, level=settings.log_level)
-    database = Database.open(settings)
 
-    async def go() -> pl.DataFrame:
-        container = build_container(settings, database)
-        async with opened(container):
-            return await build_ledger(container.engine, container.conekta, account=account)
+    async def go(container: Container) -> pl.DataFrame:
+        return await build_ledger(container.engine, container.conekta, account=account)
 
-    try:
-        with _progress() as progress:
-            progress.add_task("pulling /transactions, /transfers and postings", total=None)
-            frame = asyncio.run(go())
-    except GuardiaError as exc:
-        raise _fail(exc) from exc
-    finally:
-        database.close()
+    with _progress() as progress:
+        progress.add_task("pulling /transactions, /transfers and postings", total=None)
+        frame = with_container(go)
     frame.write_parquet(out)
     counts = dict(frame.group_by("kind").len().sort("kind").iter_rows())
     if as_json:
@@ -297,23 +288,15 @@ def score_(
         console.print_json(json.dumps(report_, default=str))
 
 
-def _manual_step(fn: Any) -> dict[str, Any]:
-    settings = Settings()
-    configure_logging(json=settings.log_json, level=settings.log_level)
-    database = Database.open(settings)
+def _manual_step(
+    fn: Callable[[Container, AsyncConnection], Awaitable[manual.ManualAction]],
+) -> dict[str, Any]:
+    async def go(container: Container) -> dict[str, Any]:
+        async with container.engine.begin() as conn:
+            return manual.as_json(await fn(container, conn))
 
-    async def go() -> dict[str, Any]:
-        container = build_container(settings, database)
-        async with opened(container), container.engine.begin() as conn:
-            result: dict[str, Any] = manual.as_json(await fn(container, conn))
-            return result
-
-    try:
-        return asyncio.run(go())
-    except GuardiaError as exc:
-        raise _fail(exc) from exc
-    finally:
-        database.close()
+    result: dict[str, Any] = with_container(go)
+    return result
 
 
 ReasonOpt = Annotated[str, typer.Option("--reason", help="Why (required; audited).")]
