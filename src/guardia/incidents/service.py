@@ -3,6 +3,7 @@ operator step audited), assemble the timeline from real rows, export evidence, m
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -206,18 +207,10 @@ async def open_or_attach(
         ).first()
         if row is not None:
             current = from_row(row)
-            merged = Incident(
-                id=current.id,
-                title=current.title,
-                severity=current.severity,
-                runbook=current.runbook,
-                lifecycle=current.lifecycle,
+            merged = dataclasses.replace(
+                current,
                 correlation_ids=tuple(dict.fromkeys([*current.correlation_ids, *correlation_ids])),
                 external_ids=current.external_ids.union(ids),
-                corrective_actions=current.corrective_actions,
-                postmortem=current.postmortem,
-                fingerprint=current.fingerprint,
-                no_correlation_id_reason=current.no_correlation_id_reason,
             )
             await _save(conn, merged, at=at)
             await conn.execute(
@@ -265,20 +258,11 @@ async def move(
     if to is IncidentStatus.CLOSED:
         moved = close(current, at)
     else:
-        moved = Incident(
-            id=current.id,
-            title=current.title,
-            severity=current.severity,
-            runbook=current.runbook,
+        moved = dataclasses.replace(
+            current,
             lifecycle=advance(
                 current.lifecycle, to, at, impact_started_at=impact_started_at, verified=verified
             ),
-            correlation_ids=current.correlation_ids,
-            external_ids=current.external_ids,
-            corrective_actions=current.corrective_actions,
-            postmortem=current.postmortem,
-            fingerprint=current.fingerprint,
-            no_correlation_id_reason=current.no_correlation_id_reason,
         )
     await _save(conn, moved, at=at)
     await audit.record(
@@ -311,17 +295,12 @@ async def amend(
     actions = current.corrective_actions
     if corrective_action:
         actions = (*actions, Action(at=at, actor=actor, description=corrective_action))
-    amended = Incident(
-        id=current.id,
-        title=current.title,
-        severity=current.severity,
-        runbook=current.runbook,
-        lifecycle=current.lifecycle,
+    amended = dataclasses.replace(
+        current,
         correlation_ids=tuple(dict.fromkeys([*current.correlation_ids, *correlation_ids])),
         external_ids=current.external_ids.union(external_ids or ExternalIds()),
         corrective_actions=actions,
         postmortem=postmortem or current.postmortem,
-        fingerprint=current.fingerprint,
         no_correlation_id_reason=no_correlation_id_reason or current.no_correlation_id_reason,
     )
     await _save(conn, amended, at=at)
