@@ -94,3 +94,12 @@ def test_every_alert_rule_links_to_a_section_of_the_runbooks_document() -> None:
     }
     missing = {rule.name: rule.runbook for rule in RULES if rule.runbook not in anchors}
     assert not missing, missing
+
+
+def test_the_runbooks_document_is_the_one_the_code_generates() -> None:
+    from guardia.runbooks.docs import render
+
+    committed = (REPO / "docs" / "runbooks-as-code.md").read_text()
+    assert committed.strip() == render().strip(), (
+        "run: guardia runbook docs > docs/runbooks-as-code.md"
+    )

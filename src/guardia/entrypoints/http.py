@@ -36,6 +36,8 @@ from guardia.payments.service import OrderView, ReplaySelector
 from guardia.recon import manual
 from guardia.recon.store import kpi_report
 from guardia.recovery import resend_event
+from guardia.runbooks import runner as runbook_runner
+from guardia.runbooks.catalog import RUNBOOKS
 
 log = structlog.get_logger(__name__)
 
@@ -510,6 +512,44 @@ async def recon_report(request: Request, run: int | None = None) -> dict[str, An
     url = container_of(request).database.direct_url
     report = await asyncio.to_thread(kpi_report, url, run)
     return {"run": report.run, "kpi": report.rows}
+
+
+@api.get("/runbooks", openapi_extra=policy(Policy.READ))
+async def list_runbooks() -> dict[str, Any]:
+    """The encoded runbooks with their checks and actions."""
+    return {
+        "runbooks": [
+            {
+                "name": spec.name,
+                "runbook": spec.runbook.value,
+                "title": spec.title,
+                "checks": [c.name for c in spec.checks],
+                "actions": [{"name": a.name, "moves_money": a.moves_money} for a in spec.actions],
+                "verification": list(spec.verification),
+            }
+            for spec in RUNBOOKS.values()
+        ]
+    }
+
+
+class RunbookBody(BaseModel):
+    """How to run a runbook."""
+
+    order_id: str | None = None
+    apply: bool = False
+
+
+@api.post("/runbooks/{name}/run", openapi_extra=policy(Policy.ACT))
+async def run_runbook(name: str, body: RunbookBody, request: Request) -> dict[str, Any]:
+    """Run a runbook (dry run unless apply); its steps land on an incident's timeline."""
+    report = await runbook_runner.run(
+        container_of(request),
+        name,
+        order_id=body.order_id,
+        apply=body.apply,
+        actor=principal_of(request).name,
+    )
+    return report.as_dict()
 
 
 # --- probes -------------------------------------------------------------------------------

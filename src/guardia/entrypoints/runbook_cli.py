@@ -1,0 +1,72 @@
+"""`guardia runbook list|run|docs`."""
+
+from __future__ import annotations
+
+import getpass
+import json
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from guardia.bootstrap import Container
+from guardia.entrypoints.cli_support import with_container
+from guardia.runbooks import docs, runner
+from guardia.runbooks.catalog import RUNBOOKS
+
+app = typer.Typer(help="Runbooks as code: checks with evidence, actions with a dry run.")
+console = Console()
+
+
+@app.command("list")
+def list_() -> None:
+    """The encoded runbooks."""
+    table = Table(title="runbooks")
+    for col in ("name", "runbook", "title", "checks", "actions"):
+        table.add_column(col)
+    for spec in RUNBOOKS.values():
+        table.add_row(
+            spec.name,
+            spec.runbook.value,
+            spec.title,
+            str(len(spec.checks)),
+            ", ".join(a.name for a in spec.actions),
+        )
+    console.print(table)
+
+
+@app.command()
+def run(
+    name: str,
+    order_id: Annotated[str | None, typer.Option("--order-id")] = None,
+    apply: Annotated[
+        bool, typer.Option("--apply", help="Make the changes (default: dry run).")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Run the checks, then the actions (dry run unless --apply), then verify, on an incident."""
+    actor = f"cli:{getpass.getuser()}"
+
+    async def go(c: Container) -> runner.RunReport:
+        return await runner.run(c, name, order_id=order_id, apply=apply, actor=actor)
+
+    report = with_container(go)
+    if as_json:
+        console.print_json(json.dumps(report.as_dict(), default=str))
+        return
+    table = Table(title=f"{name} — incident {report.incident_id}")
+    for col in ("step", "result", "detail"):
+        table.add_column(col)
+    for c in report.checks:
+        table.add_row(c.name, c.status.value, c.summary)
+    for a in report.actions:
+        table.add_row(a.name, "applied" if a.applied else "dry run", "; ".join(a.changes) or "-")
+    console.print(table)
+    console.print(f"verified: {report.verified} — next: {report.next_step}")
+
+
+@app.command("docs")
+def docs_() -> None:
+    """Print the runbooks document generated from the code."""
+    typer.echo(docs.render())

@@ -1,0 +1,103 @@
+"""Runbooks as code against the fakes: healthy and faulty checks, a dry run that changes
+nothing, --apply that changes exactly what the dry run showed, verified recovery."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from guardia.auth.tokens import Role
+from guardia.bootstrap import Container
+from guardia.ledger.fakes import InMemoryLedger
+from guardia.payments.fakes import InMemoryOrders
+from guardia.payments.model import snapshot_from_order
+from guardia.runbooks import runner
+from guardia.runbooks.docs import render
+from tests.conftest import Signer
+from tests.integration.conftest import auth
+from tests.integration.test_recovery import drain_all, status_of
+from tests.integration.test_webhook_ingest import fixture_event, post_event
+
+pytestmark = pytest.mark.integration
+
+ORDER = "ord_2yQ8nCk3vJ5dWx9Ra"
+
+
+def by_name(report: runner.RunReport) -> dict[str, str]:
+    return {c.name: c.status.value for c in report.checks}
+
+
+async def test_runbook_1_dry_run_changes_nothing_and_apply_heals_and_verifies(
+    client: httpx.AsyncClient, container: Container, signer: Signer, orders: InMemoryOrders
+) -> None:
+    await post_event(client, signer, fixture_event("order_pending_payment_spei.json"))
+    await drain_all(container)
+    orders.put(snapshot_from_order(fixture_event("order_paid_spei.json")["data"]["object"]))
+
+    dry = await runner.run(container, "conekta-webhook", order_id=ORDER, apply=False, actor="t")
+    assert by_name(dry)["order_paid_here_and_in_conekta"] == "fail"
+    assert by_name(dry)["conekta_webhook_configuration"] == "fail"  # fake points elsewhere
+    (pull, _replay) = dry.actions
+    assert pull.applied is False
+    assert "status: pending_payment → paid" in pull.changes
+    assert await status_of(container, ORDER) == "pending_payment"
+    assert dry.verified is False
+
+    applied = await runner.run(container, "conekta-webhook", order_id=ORDER, apply=True, actor="t")
+    assert applied.actions[0].changes == pull.changes
+    assert await status_of(container, ORDER) == "paid"
+    assert applied.verified is True
+    assert applied.incident_id == dry.incident_id
+    shown = (
+        await client.get(f"/api/incidents/{applied.incident_id}", headers=auth(Role.AUDITOR))
+    ).json()
+    assert shown["status"] == "resolved"
+    assert shown["resolved_verified"] is True
+    notes = [e["summary"] for e in shown["timeline"] if e["kind"] == "note"]
+    assert any(n.startswith("action pull_order (dry run)") for n in notes)
+    assert any(n.startswith("action pull_order (applied)") for n in notes)
+
+
+async def test_runbook_2_names_the_fault_and_retry_drains_the_queue_once_fixed(
+    client: httpx.AsyncClient,
+    container: Container,
+    signer: Signer,
+    orders: InMemoryOrders,
+    ledger: InMemoryLedger,
+) -> None:
+    healthy = await runner.run(container, "odoo-posting", order_id=None, apply=False, actor="t")
+    assert by_name(healthy) == {"odoo_configuration": "pass", "failed_postings": "pass"}
+
+    removed = ledger.accounts.pop(36)
+    event = fixture_event("order_paid_spei.json")
+    orders.put(snapshot_from_order(event["data"]["object"]))
+    await post_event(client, signer, event)
+    await drain_all(container)
+    faulty = await runner.run(container, "odoo-posting", order_id=None, apply=False, actor="t")
+    assert by_name(faulty) == {"odoo_configuration": "fail", "failed_postings": "fail"}
+    assert "credit_account" in faulty.checks[0].summary
+    assert len(faulty.actions[0].changes) == 1
+    assert ledger.posted_moves(ORDER) == []
+
+    ledger.accounts[36] = removed
+    fixed = await runner.run(container, "odoo-posting", order_id=None, apply=True, actor="t")
+    await drain_all(container)
+    assert len(ledger.posted_moves(ORDER)) == 1
+    after = await runner.run(container, "odoo-posting", order_id=None, apply=True, actor="t")
+    assert by_name(after)["failed_postings"] == "pass"
+    assert after.verified is True
+    assert fixed.incident_id == after.incident_id
+
+
+async def test_runbooks_are_listed_and_documented_from_the_code(client: httpx.AsyncClient) -> None:
+    listed = (await client.get("/api/runbooks", headers=auth(Role.AUDITOR))).json()["runbooks"]
+    assert {r["name"] for r in listed} == {"conekta-webhook", "odoo-posting"}
+    document = render()
+    for r in listed:
+        assert f"## {r['name']}:" in document
+        for check in r["checks"]:
+            assert f"`{check}`" in document
+    refused = await client.post(
+        "/api/runbooks/odoo-posting/run", json={"apply": True}, headers=auth(Role.AUDITOR)
+    )
+    assert refused.status_code == 403
