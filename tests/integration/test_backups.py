@@ -224,7 +224,9 @@ def test_a_flipped_byte_in_the_stored_dump_is_reported_as_corrupt(
 
     assert result.status == "corrupt"
     failed = {i.name: i.detail for i in result.report.failures()}
-    assert set(failed) == {"sha256"}
+    # The checksum always catches the flip; whether pg_restore --list also trips depends on
+    # where in the compressed dump the flipped byte lands, so it may fail too.
+    assert set(failed) - {"pg_restore_list"} == {"sha256"}
     assert "corrupt: SHA-256 of the stored dump" in failed["sha256"]
     with ctx.engine().connect() as conn:
         assert repo.get_backup(conn, outcome.backup_id).verify_status == "corrupt"
