@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -676,12 +676,3 @@ async def queue_notification(
         .returning(notifications.c.id)
     )
     return int(new_id or 0)
-
-
-async def count_active(engine: AsyncEngine) -> int:
-    """Active incidents."""
-    async with engine.connect() as conn:
-        n = await conn.scalar(
-            select(func.count()).select_from(incidents).where(incidents.c.status.in_(ACTIVE))
-        )
-    return int(n or 0)

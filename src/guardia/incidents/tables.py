@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Column, DateTime, Index, Integer, Table, Text, text
+from sqlalchemy import BigInteger, Boolean, Column, Index, Integer, Table, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
 
 from guardia.adapters.postgres.tables import metadata
-
-
-def _ts(name: str, *, nullable: bool = True) -> Column[object]:
-    return Column(name, DateTime(timezone=True), nullable=nullable)
-
+from guardia.adapters.postgres.tables import timestamp_column as _ts
 
 incidents = Table(
     "incidents",

@@ -158,17 +158,6 @@ async def list_dead_letters(
         return [_row(r) for r in await conn.execute(query)]
 
 
-async def count_open(engine: AsyncEngine) -> dict[str, int]:
-    """Count open dead letters by cause."""
-    query = (
-        select(dead_letters.c.cause, func.count())
-        .where(dead_letters.c.status == "open")
-        .group_by(dead_letters.c.cause)
-    )
-    async with engine.connect() as conn:
-        return {cause: int(n) for cause, n in await conn.execute(query)}
-
-
 async def retry(
     engine: AsyncEngine,
     defer: Callable[[str, dict[str, Any]], Awaitable[int]],

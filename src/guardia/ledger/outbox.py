@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from guardia.adapters.postgres.tables import postings
 from guardia.core.clock import local_date
-from guardia.ledger.model import wanted_postings
+from guardia.ledger.model import PostingState, wanted_postings
 from guardia.payments.model import PaymentState, PaymentStatus, status_rank
 
 RETURNED = (PaymentStatus.REFUNDED, PaymentStatus.CHARGED_BACK)
@@ -50,7 +50,7 @@ async def record_postings(
             .values(
                 order_id=state.order_id,
                 kind=w.kind,
-                state="pending",
+                state=PostingState.PENDING.value,
                 amount_cents=w.amount_cents,
                 currency=state.amount.currency,
                 entry_date=local_date(moment),

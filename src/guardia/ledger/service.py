@@ -9,7 +9,6 @@ lock held for the duration), across every worker.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,11 +17,11 @@ import structlog
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from guardia.adapters.postgres.tables import payments, postings
+from guardia.adapters.postgres.tables import postings
 from guardia.core.clock import Clock
 from guardia.core.errors import GuardiaError, NotFound, ProviderRejected, ProviderUnavailable
 from guardia.core.money import Money
-from guardia.ledger.model import PostingKind, two_line_entry
+from guardia.ledger.model import PostingKind, PostingState, two_line_entry
 from guardia.ledger.ports import CustomerSource, Ledger, LedgerCatalog
 from guardia.payments.model import PaymentStatus, status_rank
 from guardia.payments.ports import OrderSource
@@ -157,14 +156,14 @@ async def run_posting(deps: PostingDeps, posting_id: int) -> PostingOutcome:
             raise NotFound(f"posting {posting_id} not found")
         await _hold_order(guard, row.order_id)
         row = (await guard.execute(select(postings).where(postings.c.id == posting_id))).one()
-        if row.state == "posted":
+        if row.state == PostingState.POSTED.value:
             return PostingOutcome(
                 row.id,
                 row.order_id,
                 row.kind,
                 row.odoo_move_id,
                 row.odoo_move_name,
-                "posted",
+                PostingState.POSTED.value,
                 False,
             )
         await _save(deps.engine, posting_id, attempts=row.attempts + 1)
@@ -176,7 +175,7 @@ async def run_posting(deps: PostingDeps, posting_id: int) -> PostingOutcome:
             await _save(
                 deps.engine,
                 posting_id,
-                state="dead",
+                state=PostingState.DEAD.value,
                 cause=exc.cause,
                 last_error=exc.message[:2000],
             )
@@ -227,7 +226,7 @@ async def _post(deps: PostingDeps, row: Any) -> PostingOutcome:
             adopted = True
             log.warning("posting_adopted_existing_move", posting_id=row.id, move_id=move_id)
         else:
-            await _save(deps.engine, row.id, state="creating")
+            await _save(deps.engine, row.id, state=PostingState.CREATING.value)
             customer = await deps.customers.customer_of(row.order_id)
             partner_id = await deps.ledger.ensure_partner(
                 customer.ref, customer.name, customer.email
@@ -250,12 +249,12 @@ async def _post(deps: PostingDeps, row: Any) -> PostingOutcome:
                 analytic_account_id=targets.analytic_account_id,
             )
             move_id = await deps.ledger.create_move(entry)
-        await _save(deps.engine, row.id, state="created", odoo_move_id=move_id)
+        await _save(deps.engine, row.id, state=PostingState.CREATED.value, odoo_move_id=move_id)
     move = await deps.ledger.post_move(move_id)
     await _save(
         deps.engine,
         row.id,
-        state="posted",
+        state=PostingState.POSTED.value,
         odoo_move_id=move.move_id,
         odoo_move_name=move.name,
         odoo_state=move.state,
@@ -264,7 +263,7 @@ async def _post(deps: PostingDeps, row: Any) -> PostingOutcome:
         last_error=None,
     )
     return PostingOutcome(
-        row.id, row.order_id, row.kind, move.move_id, move.name, "posted", adopted
+        row.id, row.order_id, row.kind, move.move_id, move.name, PostingState.POSTED.value, adopted
     )
 
 
@@ -277,12 +276,16 @@ async def _post_reversal(deps: PostingDeps, row: Any) -> PostingOutcome:
                 )
             )
         ).first()
-    if payment is None or payment.state != "posted" or payment.odoo_move_id is None:
+    if (
+        payment is None
+        or payment.state != PostingState.POSTED.value
+        or payment.odoo_move_id is None
+    ):
         raise ProviderUnavailable(f"payment entry of {row.order_id} not posted yet")
     existing = await deps.ledger.find_reversal(int(payment.odoo_move_id))
     adopted = existing is not None
     if existing is None:
-        await _save(deps.engine, row.id, state="creating")
+        await _save(deps.engine, row.id, state=PostingState.CREATING.value)
         move = await deps.ledger.reverse_move(
             int(payment.odoo_move_id), row.entry_date, f"Conekta {row.order_id} returned"
         )
@@ -293,7 +296,7 @@ async def _post_reversal(deps: PostingDeps, row: Any) -> PostingOutcome:
     await _save(
         deps.engine,
         row.id,
-        state="posted",
+        state=PostingState.POSTED.value,
         odoo_move_id=move.move_id,
         odoo_move_name=move.name,
         odoo_state=move.state,
@@ -302,7 +305,7 @@ async def _post_reversal(deps: PostingDeps, row: Any) -> PostingOutcome:
         last_error=None,
     )
     return PostingOutcome(
-        row.id, row.order_id, row.kind, move.move_id, move.name, "posted", adopted
+        row.id, row.order_id, row.kind, move.move_id, move.name, PostingState.POSTED.value, adopted
     )
 
 
@@ -313,7 +316,15 @@ async def pending_postings(
     async with engine.connect() as conn:
         rows = await conn.execute(
             select(postings.c.id, postings.c.order_id, postings.c.correlation_id)
-            .where(postings.c.state.in_(("pending", "creating", "created")))
+            .where(
+                postings.c.state.in_(
+                    (
+                        PostingState.PENDING.value,
+                        PostingState.CREATING.value,
+                        PostingState.CREATED.value,
+                    )
+                )
+            )
             .where(postings.c.updated_at < older_than)
             .order_by(postings.c.id)
             .limit(1000)
@@ -342,15 +353,3 @@ async def postings_of(engine: AsyncEngine, order_id: str) -> list[dict[str, Any]
             }
             for r in rows
         ]
-
-
-Defer = Callable[[int, str, str], Awaitable[int | None]]
-
-
-async def customer_of_payment(engine: AsyncEngine, order_id: str) -> str | None:
-    """The Conekta customer id stored on a payment."""
-    async with engine.connect() as conn:
-        found = await conn.scalar(
-            select(payments.c.customer_id).where(payments.c.order_id == order_id)
-        )
-    return None if found is None else str(found)

@@ -23,7 +23,10 @@ from sqlalchemy.dialects.postgresql import JSONB
 metadata = MetaData()
 
 
-def _ts(name: str, *, nullable: bool = True, default_now: bool = False) -> Column[object]:
+def timestamp_column(
+    name: str, *, nullable: bool = True, default_now: bool = False
+) -> Column[object]:
+    """A timezone-aware timestamp column (optionally defaulting to now())."""
     return Column(
         name,
         DateTime(timezone=True),
@@ -43,14 +46,14 @@ webhook_events = Table(
     Column("order_id", Text),
     Column("object_type", Text),
     Column("correlation_id", Text, nullable=False),
-    _ts("received_at", nullable=False, default_now=True),
-    _ts("provider_created_at"),
+    timestamp_column("received_at", nullable=False, default_now=True),
+    timestamp_column("provider_created_at"),
     Column("body", JSONB, nullable=False),
     Column("body_sha256", Text, nullable=False),
     Column("signature_key_id", Text),
     Column("signature_branch", Text),
     Column("status", Text, nullable=False, server_default="received"),
-    _ts("processed_at"),
+    timestamp_column("processed_at"),
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("last_error", Text),
     UniqueConstraint("provider", "event_id", name="uq_webhook_events_provider_event"),
@@ -64,7 +67,7 @@ webhook_attempts = Table(
     metadata,
     Column("id", BigInteger, primary_key=True),
     Column("provider", Text, nullable=False),
-    _ts("received_at", nullable=False, default_now=True),
+    timestamp_column("received_at", nullable=False, default_now=True),
     Column("outcome", Text, nullable=False),
     Column("http_status", Integer, nullable=False),
     Column("event_id", Text),
@@ -95,15 +98,15 @@ payments = Table(
     Column("reference_number", Text),
     Column("charge_id", Text),
     Column("customer_id", Text),
-    _ts("paid_at"),
-    _ts("source_updated_at", nullable=False),
+    timestamp_column("paid_at"),
+    timestamp_column("source_updated_at", nullable=False),
     Column("provenance", JSONB, nullable=False),
     Column("correlation_id", Text, nullable=False),
     Column("last_event_id", Text),
     Column("last_event_type", Text),
-    _ts("last_event_at"),
-    _ts("created_at", nullable=False, default_now=True),
-    _ts("updated_at", nullable=False, default_now=True),
+    timestamp_column("last_event_at"),
+    timestamp_column("created_at", nullable=False, default_now=True),
+    timestamp_column("updated_at", nullable=False, default_now=True),
     Index("ix_payments_status_created", "status", "created_at"),
 )
 
@@ -117,7 +120,7 @@ payment_transitions = Table(
     Column("source", Text, nullable=False),
     Column("event_id", Text),
     Column("correlation_id", Text, nullable=False),
-    _ts("at", nullable=False, default_now=True),
+    timestamp_column("at", nullable=False, default_now=True),
     Index("ix_payment_transitions_order", "order_id"),
 )
 
@@ -131,7 +134,7 @@ recovery_actions = Table(
     Column("correlation_id", Text, nullable=False),
     Column("dry_run", Boolean, nullable=False, server_default=text("false")),
     Column("result", JSONB, nullable=False),
-    _ts("at", nullable=False, default_now=True),
+    timestamp_column("at", nullable=False, default_now=True),
     Index("ix_recovery_actions_at", "at"),
 )
 
@@ -150,9 +153,9 @@ dead_letters = Table(
     Column("attempts", Integer, nullable=False),
     Column("correlation_id", Text),
     Column("order_id", Text),
-    _ts("failed_at", nullable=False, default_now=True),
+    timestamp_column("failed_at", nullable=False, default_now=True),
     Column("status", Text, nullable=False, server_default="open"),
-    _ts("retried_at"),
+    timestamp_column("retried_at"),
     Column("retried_by", Text),
     Column("retry_job_id", BigInteger),
     Index("ix_dead_letters_status_cause", "status", "cause"),
@@ -171,10 +174,10 @@ alerts = Table(
     Column("summary", Text, nullable=False),
     Column("runbook_url", Text, nullable=False),
     Column("labels", JSONB, nullable=False),
-    _ts("started_at", nullable=False, default_now=True),
-    _ts("last_seen_at", nullable=False, default_now=True),
-    _ts("resolved_at"),
-    _ts("cleared_since"),
+    timestamp_column("started_at", nullable=False, default_now=True),
+    timestamp_column("last_seen_at", nullable=False, default_now=True),
+    timestamp_column("resolved_at"),
+    timestamp_column("cleared_since"),
     Column("incident_id", BigInteger),
     Index(
         "uq_alerts_firing_fingerprint",
@@ -189,7 +192,7 @@ kv_state = Table(
     metadata,
     Column("key", Text, primary_key=True),
     Column("value", JSONB, nullable=False),
-    _ts("updated_at", nullable=False, default_now=True),
+    timestamp_column("updated_at", nullable=False, default_now=True),
 )
 
 postings = Table(
@@ -210,9 +213,9 @@ postings = Table(
     Column("cause", Text),
     Column("last_error", Text),
     Column("correlation_id", Text, nullable=False),
-    _ts("created_at", nullable=False, default_now=True),
-    _ts("updated_at", nullable=False, default_now=True),
-    _ts("posted_at"),
+    timestamp_column("created_at", nullable=False, default_now=True),
+    timestamp_column("updated_at", nullable=False, default_now=True),
+    timestamp_column("posted_at"),
     UniqueConstraint("order_id", "kind", name="uq_postings_order_kind"),
     Index("ix_postings_state", "state"),
 )
@@ -225,6 +228,6 @@ config_checks = Table(
     Column("ok", Boolean, nullable=False),
     Column("results", JSONB, nullable=False),
     Column("correlation_id", Text, nullable=False),
-    _ts("checked_at", nullable=False, default_now=True),
+    timestamp_column("checked_at", nullable=False, default_now=True),
     Index("ix_config_checks_target_checked", "target", "checked_at"),
 )
