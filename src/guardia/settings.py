@@ -122,6 +122,11 @@ class Settings(BaseSettings):
         default=600.0, description="Pull orders still pending after this long."
     )
     sweep_lookback_hours: float = Field(default=72.0, description="Oldest pending order swept.")
+    sweep_grace_seconds: float = Field(
+        default=10.0,
+        description="Orders Conekta changed this recently are left to their webhook; what the "
+        "sweeper heals after that opens a runbook-1 incident.",
+    )
     inbox_relay_seconds: float = Field(
         default=15.0, description="Re-enqueue stored events left unprocessed this long."
     )
@@ -156,6 +161,11 @@ class Settings(BaseSettings):
         default=Path(".guardia/evidence"), description="Where evidence bundles are written."
     )
     runbook_base_url: str = "https://github.com/hu25/guardia/blob/main/docs/runbooks.md"
+    runbook_create_accounts: bool = Field(
+        default=False,
+        description="Runbook 2 may create a missing Odoo account (--apply, and only when the "
+        "bot has account.group_account_manager); otherwise it guides the accountant.",
+    )
 
     # --- backups (runbook 7) ----------------------------------------------------------------
     backup_target: str = Field(

@@ -99,7 +99,5 @@ def test_every_alert_rule_links_to_a_section_of_the_runbooks_document() -> None:
 def test_the_runbooks_document_is_the_one_the_code_generates() -> None:
     from guardia.runbooks.docs import render
 
-    committed = (REPO / "docs" / "runbooks-as-code.md").read_text()
-    assert committed.strip() == render().strip(), (
-        "run: guardia runbook docs > docs/runbooks-as-code.md"
-    )
+    committed = (REPO / "docs" / "runbooks.md").read_text()
+    assert committed.strip() == render().strip(), "run: guardia runbook docs > docs/runbooks.md"

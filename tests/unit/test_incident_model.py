@@ -398,6 +398,7 @@ def test_external_ids_cover_every_provider_the_runbooks_name() -> None:
         "metamap_verification",
         "odoo_move",
         "neon_statement_line",
+        "backup_object",
     )
 
 

@@ -20,7 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from guardia.backups.config import config_from_settings
 from guardia.backups.health import evaluate_alerts as backup_alerts
 from guardia.core.errors import Conflict
-from guardia.incidents.model import ExternalIds, IncidentStatus, Severity, runbook_from_label
+from guardia.incidents.model import (
+    ExternalIds,
+    IncidentStatus,
+    Runbook,
+    Severity,
+    runbook_from_label,
+)
 from guardia.incidents.service import move, open_or_attach, queue_notification
 from guardia.settings import Settings
 
@@ -317,9 +323,19 @@ async def _fire(
     return incident.id, notification
 
 
-async def evaluate_all(engine: AsyncEngine, settings: Settings, now: datetime) -> list[Transition]:
+async def evaluate_all(
+    engine: AsyncEngine,
+    settings: Settings,
+    now: datetime,
+    *,
+    verified_by_runbooks: frozenset[Runbook] = frozenset(),
+) -> list[Transition]:
     """Evaluate every rule: fire (opening or attaching an incident), or resolve once the
-    condition has stayed clear for `alert_clear_seconds` (resolving the incident, verified)."""
+    condition has stayed clear for `alert_clear_seconds` (resolving the incident, verified).
+
+    Incidents of the runbooks in `verified_by_runbooks` are left open when their alert clears:
+    their runbook's verification checks resolve them (`guardia.runbooks.runner`).
+    """
     out: list[Transition] = []
     clear_period = timedelta(seconds=settings.alert_clear_seconds)
     for rule in RULES:
@@ -398,7 +414,10 @@ async def evaluate_all(engine: AsyncEngine, settings: Settings, now: datetime) -
                     {"now": now, "v": reading.value, "id": current.id},
                 )
                 notification = None
-                if current.incident_id is not None:
+                if (
+                    current.incident_id is not None
+                    and runbook_from_label(rule.runbook) not in verified_by_runbooks
+                ):
                     notification = await _resolve_incident(
                         conn, int(current.incident_id), rule, now, clear_period
                     )

@@ -249,19 +249,10 @@ def resend(
 @app.command()
 def sweep(as_json: JsonOpt = False) -> None:
     """Run one sweeper pass now (pull stale pending orders and recently updated ones)."""
-    from datetime import timedelta
+    from guardia.runbooks import automation
 
     async def run(c: Container) -> payments.SweepResult:
-        result = await payments.sweep(
-            c.engine,
-            c.conekta,
-            c.clock,
-            pending_age=timedelta(seconds=c.settings.sweep_pending_age_seconds),
-            lookback=timedelta(hours=c.settings.sweep_lookback_hours),
-        )
-        for order_id, correlation_id, posting_ids in result.postings:
-            await c.defer_postings(order_id, correlation_id, posting_ids)
-        return result
+        return await automation.sweep(c)
 
     result = _with_container(run)
     data = {"pulled": result.pulled, "discovered": result.discovered, "healed": result.healed}

@@ -526,6 +526,7 @@ async def list_runbooks() -> dict[str, Any]:
                 "checks": [c.name for c in spec.checks],
                 "actions": [{"name": a.name, "moves_money": a.moves_money} for a in spec.actions],
                 "verification": list(spec.verification),
+                "needs": spec.needs,
             }
             for spec in RUNBOOKS.values()
         ]
@@ -536,6 +537,8 @@ class RunbookBody(BaseModel):
     """How to run a runbook."""
 
     order_id: str | None = None
+    line_id: str | None = None
+    incident_id: int | None = None
     apply: bool = False
 
 
@@ -546,6 +549,8 @@ async def run_runbook(name: str, body: RunbookBody, request: Request) -> dict[st
         container_of(request),
         name,
         order_id=body.order_id,
+        line_id=body.line_id,
+        incident_id=body.incident_id,
         apply=body.apply,
         actor=principal_of(request).name,
     )

@@ -23,13 +23,14 @@ console = Console()
 def list_() -> None:
     """The encoded runbooks."""
     table = Table(title="runbooks")
-    for col in ("name", "runbook", "title", "checks", "actions"):
+    for col in ("name", "runbook", "title", "needs", "checks", "actions"):
         table.add_column(col)
     for spec in RUNBOOKS.values():
         table.add_row(
             spec.name,
             spec.runbook.value,
             spec.title,
+            f"--{spec.needs}-id" if spec.needs else "-",
             str(len(spec.checks)),
             ", ".join(a.name for a in spec.actions),
         )
@@ -39,7 +40,13 @@ def list_() -> None:
 @app.command()
 def run(
     name: str,
-    order_id: Annotated[str | None, typer.Option("--order-id")] = None,
+    order_id: Annotated[str | None, typer.Option("--order-id", help="Runbook 1.")] = None,
+    line_id: Annotated[
+        str | None, typer.Option("--line-id", help="Runbook 3: the orphan statement line.")
+    ] = None,
+    incident: Annotated[
+        int | None, typer.Option("--incident", help="Write to this incident.")
+    ] = None,
     apply: Annotated[
         bool, typer.Option("--apply", help="Make the changes (default: dry run).")
     ] = False,
@@ -49,7 +56,15 @@ def run(
     actor = f"cli:{getpass.getuser()}"
 
     async def go(c: Container) -> runner.RunReport:
-        return await runner.run(c, name, order_id=order_id, apply=apply, actor=actor)
+        return await runner.run(
+            c,
+            name,
+            order_id=order_id,
+            line_id=line_id,
+            incident_id=incident,
+            apply=apply,
+            actor=actor,
+        )
 
     report = with_container(go)
     if as_json:

@@ -259,6 +259,7 @@ PROVIDER_FIELDS: tuple[str, ...] = (
     "metamap_verification",
     "odoo_move",
     "neon_statement_line",
+    "backup_object",
 )
 
 
@@ -273,6 +274,7 @@ class ExternalIds:
     metamap_verification: tuple[str, ...] = ()
     odoo_move: tuple[str, ...] = ()
     neon_statement_line: tuple[str, ...] = ()
+    backup_object: tuple[str, ...] = ()  # the backup's id in its store (runbook 7)
 
     def __post_init__(self) -> None:
         for name in PROVIDER_FIELDS:

@@ -148,17 +148,11 @@ async def posting_test(context: Any, timestamp: int) -> bool | None:
 
 async def sweep(context: Any, timestamp: int) -> dict[str, Any]:
     """Periodic: pull stale pending orders and orders Conekta updated lately."""
+    from guardia.runbooks import automation
+
     c = _container(context)
-    result = await payments.sweep(
-        c.engine,
-        c.conekta,
-        c.clock,
-        pending_age=timedelta(seconds=c.settings.sweep_pending_age_seconds),
-        lookback=timedelta(hours=c.settings.sweep_lookback_hours),
-    )
+    result = await automation.sweep(c)
     c.metrics.provider_calls.labels("sweep").inc()
-    for order_id, correlation_id, posting_ids in result.postings:
-        await c.defer_postings(order_id, correlation_id, posting_ids)
     return {"pulled": result.pulled, "discovered": result.discovered, "healed": result.healed}
 
 
@@ -203,9 +197,14 @@ async def retry_stalled_jobs(app: App, seconds_since_heartbeat: float) -> int:
 
 
 async def evaluate_alerts(context: Any, timestamp: int) -> int:
-    """Periodic: evaluate alert rules."""
+    """Periodic: evaluate alert rules, then verify the incidents of encoded runbooks."""
+    from guardia.runbooks import runner
+    from guardia.runbooks.catalog import BY_RUNBOOK
+
     c = _container(context)
-    transitions = await evaluate_all(c.engine, c.settings, c.clock.now())
+    transitions = await evaluate_all(
+        c.engine, c.settings, c.clock.now(), verified_by_runbooks=frozenset(BY_RUNBOOK)
+    )
     for t in transitions:
         if t.notification_id is not None:
             await c.defer(
@@ -213,6 +212,7 @@ async def evaluate_alerts(context: Any, timestamp: int) -> int:
                 {"notification_id": t.notification_id},
                 queueing_lock=f"notification:{t.notification_id}",
             )
+    await runner.verify_open_incidents(c)
     return sum(1 for t in transitions if t.change == "fired")
 
 

@@ -108,6 +108,21 @@ class InMemoryLedger:
         self._guard()
         return group in self.groups
 
+    async def create_account(self, code: str, name: str, account_type: str) -> int:
+        """Create an account; refused without the manager group or with a taken code."""
+        self._guard()
+        if "account.group_account_manager" not in self.groups:
+            raise ProviderRejected(
+                "You are not allowed to create 'Account' records.", cause="permission"
+            )
+        if any(a.code == code for a in self.accounts.values()):
+            raise ProviderRejected(
+                "The code of the account must be unique per company !", cause="validation"
+            )
+        account_id = max(self.accounts, default=0) + 1
+        self.accounts[account_id] = AccountInfo(account_id, code, name, account_type, False)
+        return account_id
+
     async def find_moves(self, ref: str, journal_id: int) -> list[MoveInfo]:
         """Exact ref, not cancelled, newest first."""
         self._guard()

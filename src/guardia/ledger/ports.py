@@ -71,6 +71,10 @@ class LedgerCatalog(Protocol):
         """Whether the bot user belongs to a security group."""
         ...
 
+    async def create_account(self, code: str, name: str, account_type: str) -> int:
+        """Create an account in our company (needs account.group_account_manager)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class CustomerInfo:

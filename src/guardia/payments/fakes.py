@@ -9,7 +9,7 @@ from datetime import datetime
 from guardia.core.errors import NotFound, ProviderUnavailable
 from guardia.ledger.ports import CustomerInfo
 from guardia.payments.model import OrderSnapshot
-from guardia.payments.ports import DeliveryLog, WebhookEndpoint
+from guardia.payments.ports import DeliveryLog, EventSummary, WebhookEndpoint
 from guardia.recon.ports import SettlementTransaction, SettlementTransfer
 
 
@@ -21,6 +21,7 @@ class InMemoryOrders:
         self.unavailable = False
         self.calls: list[str] = []
         self.resent: list[tuple[str, tuple[str, ...]]] = []
+        self.events: list[EventSummary] = []
         self.transactions: list[SettlementTransaction] = []
         self.transfers: list[SettlementTransfer] = []
         self.webhooks = [
@@ -67,6 +68,10 @@ class InMemoryOrders:
             raise NotFound(f"webhooks {sorted(set(webhook_ids) - known)} not found")
         self.resent.append((event_id, tuple(webhook_ids)))
         return DeliveryLog("webhl_fake", self.webhooks[0].url, 0, 200, None)
+
+    async def list_events(self, *, limit: int = 50) -> list[EventSummary]:
+        """Events put here by the test, newest first."""
+        return self.events[:limit]
 
     async def list_transactions(self) -> list[SettlementTransaction]:
         """Settlement transactions put here by the test."""

@@ -69,6 +69,10 @@ class ConektaGateway(OrderSource, CustomerSource, SettlementSource, Protocol):
         """Ask Conekta to deliver an event again."""
         ...
 
+    async def list_events(self, *, limit: int = 50) -> list[EventSummary]:
+        """The newest events with their delivery logs."""
+        ...
+
     async def aclose(self) -> None:
         """Release connections."""
         ...

@@ -558,8 +558,13 @@ async def sweep(
     *,
     pending_age: timedelta,
     lookback: timedelta,
+    grace: timedelta = timedelta(0),
 ) -> SweepResult:
-    """Heal lost webhooks: pull stale pending orders, then list orders Conekta updated lately."""
+    """Heal lost webhooks: pull stale pending orders, then list orders Conekta updated lately.
+
+    Orders Conekta changed less than `grace` ago are left to their webhook (and listed again
+    next pass): what the sweeper heals is then a webhook that did not come in time.
+    """
     now = clock.now()
     healed: list[str] = []
     new_postings: list[tuple[str, str, tuple[int, ...]]] = []
@@ -579,7 +584,10 @@ async def sweep(
     ) - SWEEP_OVERLAP
     discovered = 0
     newest = cursor
+    horizon = now - grace
     async for snapshot in source.iter_orders(updated_at_gte=cursor):
+        if snapshot.updated_at > horizon:
+            continue
         discovered += 1
         newest = max(newest, snapshot.updated_at)
         async with engine.begin() as conn:
@@ -607,7 +615,7 @@ async def sweep(
                 "VALUES (:k, to_jsonb(CAST(:v AS text)), now()) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = now()"
             ),
-            {"k": SWEEP_CURSOR_KEY, "v": min(newest, now).isoformat()},
+            {"k": SWEEP_CURSOR_KEY, "v": min(newest, horizon).isoformat()},
         )
     if healed:
         log.warning("sweep_healed_orders", orders=healed)

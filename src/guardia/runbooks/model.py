@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from guardia.incidents.model import Runbook as RunbookId
+
+if TYPE_CHECKING:
+    from guardia.bootstrap import Container
 
 
 class Status(StrEnum):
@@ -39,23 +43,50 @@ class ActionResult:
     evidence: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class RunContext:
+    """What checks and actions see: the wiring, the subject of the run, who runs it and when.
+
+    `order_ids` (runbook 1) and `line_ids` (runbook 3, bank statement lines) come from the
+    command line or from the incident's external ids when the verifier runs the checks.
+    """
+
+    container: Container
+    actor: str
+    now: datetime
+    order_ids: tuple[str, ...] = ()
+    line_ids: tuple[str, ...] = ()
+    incident_id: int | None = None
+    opened_at: datetime | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def order_id(self) -> str | None:
+        """The single order the run is about (the first one given)."""
+        return self.order_ids[0] if self.order_ids else None
+
+
 @dataclass(frozen=True, slots=True)
 class Check:
     """One check of a runbook."""
 
     name: str
     description: str
-    run: Callable[[Any], Awaitable[CheckResult]]
+    run: Callable[[RunContext], Awaitable[CheckResult]]
 
 
 @dataclass(frozen=True, slots=True)
 class Action:
-    """One corrective action; `run(ctx, apply)` must be idempotent."""
+    """One corrective action; `run(ctx, apply)` must be idempotent.
+
+    `moves_money` marks actions that move money or post accounting: they change nothing without
+    `--apply`, and what they change is audited.
+    """
 
     name: str
     description: str
     moves_money: bool
-    run: Callable[[Any, bool], Awaitable[ActionResult]]
+    run: Callable[[RunContext, bool], Awaitable[ActionResult]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +99,15 @@ class RunbookSpec:
     checks: tuple[Check, ...]
     actions: tuple[Action, ...]
     verification: tuple[str, ...]
-    needs_order: bool = False
+    prevention: tuple[str, ...]
+    needs: str | None = None  # "order" (--order-id) or "line" (--line-id)
+    symptoms: str = ""
+    detection: str = ""  # detection besides the alert rules that link to this runbook
+    commands: tuple[str, ...] = ()  # the same steps as single commands, for the document
+
+    def check(self, name: str) -> Check:
+        """A check by name."""
+        return next(c for c in self.checks if c.name == name)
 
 
 def next_step(checks: list[CheckResult], actions: list[ActionResult], applied: bool) -> str:

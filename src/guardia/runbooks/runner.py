@@ -1,35 +1,39 @@
 """Running a runbook: checks, then actions (dry run unless applied), then verification; every
-step lands on the runbook's incident timeline, and a recovery is resolved only when verified."""
+step lands on an incident's timeline, and an incident is resolved only when verified.
+
+The incident a run writes to is, in order: the one named (`--incident`), else the newest active
+incident of the same runbook about the same subject (order, statement line), else a new one.
+`verify_open_incidents` runs each active incident's verification checks on a schedule and
+resolves it, verified, at the moment they pass.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
+
+import structlog
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from guardia.bootstrap import Container
 from guardia.core.errors import Conflict, GuardiaError, InvalidInput, NotFound
 from guardia.incidents import service as incidents
-from guardia.incidents.model import ExternalIds, IncidentStatus, Severity
+from guardia.incidents.model import ExternalIds, Incident, IncidentStatus, Severity
 from guardia.payments.service import get_order_view
-from guardia.runbooks.catalog import RUNBOOKS
+from guardia.runbooks.catalog import BY_RUNBOOK, RUNBOOKS
 from guardia.runbooks.model import (
     ActionResult,
     CheckResult,
     RunbookSpec,
+    RunContext,
     Status,
     next_step,
 )
 
+log = structlog.get_logger(__name__)
 
-@dataclass
-class RunContext:
-    """What checks and actions see."""
-
-    container: Container
-    order_id: str | None
-    actor: str
-    now: datetime
+ACTIVE = (IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED, IncidentStatus.MITIGATED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,9 +80,11 @@ def get_runbook(name: str) -> RunbookSpec:
         raise InvalidInput(f"unknown runbook {name!r}; known: {', '.join(RUNBOOKS)}") from None
 
 
-async def _checks(
+async def run_checks(
     spec: RunbookSpec, ctx: RunContext, names: tuple[str, ...] | None = None
 ) -> list[CheckResult]:
+    """Run the spec's checks in order (only `names` when given); a check that cannot run is
+    `unknown`, never a crash."""
     out = []
     for check in spec.checks:
         if names is not None and check.name not in names:
@@ -92,99 +98,249 @@ async def _checks(
     return out
 
 
+def _subject_ids(ctx: RunContext) -> ExternalIds:
+    return ExternalIds.from_dict(
+        {"conekta_order": ctx.order_ids, "neon_statement_line": ctx.line_ids}
+    )
+
+
+def _found_ids(results: list[CheckResult] | list[ActionResult]) -> ExternalIds:
+    ids = ExternalIds()
+    for r in results:
+        found = r.evidence.get("external_ids")
+        if isinstance(found, dict):
+            ids = ids.union(ExternalIds.from_dict(found))
+    return ids
+
+
+def _correlation_ids(results: list[CheckResult] | list[ActionResult]) -> list[str]:
+    return [str(c) for r in results for c in r.evidence.get("correlation_ids", [])]
+
+
 async def run(
-    container: Container, name: str, *, order_id: str | None, apply: bool, actor: str
+    container: Container,
+    name: str,
+    *,
+    order_id: str | None = None,
+    line_id: str | None = None,
+    apply: bool,
+    actor: str,
+    incident_id: int | None = None,
+    options: dict[str, Any] | None = None,
 ) -> RunReport:
-    """Run a runbook and record it on its incident (opened when none is open)."""
+    """Run a runbook and record it on its incident (opened when none is active)."""
     spec = get_runbook(name)
-    if spec.needs_order and order_id is None:
+    if spec.needs == "order" and order_id is None:
         raise InvalidInput(f"runbook {name} needs --order-id")
-    ctx = RunContext(container, order_id, actor, container.clock.now())
-    checks = await _checks(spec, ctx)
-    actions = []
-    for action in spec.actions:
-        actions.append(await action.run(ctx, apply))
+    if spec.needs == "line" and line_id is None:
+        raise InvalidInput(f"runbook {name} needs --line-id")
+    ctx = RunContext(
+        container,
+        actor,
+        container.clock.now(),
+        order_ids=(order_id,) if order_id else (),
+        line_ids=(line_id,) if line_id else (),
+        options=dict(options or {}),
+    )
+    incident = await _incident_for(container, spec, ctx, incident_id)
+    ctx.incident_id, ctx.opened_at = incident.id, incident.lifecycle.detected_at
+    checks = await run_checks(spec, ctx)
+    actions = [await action.run(ctx, apply) for action in spec.actions]
     verified = False
     if apply:
         ctx.now = container.clock.now()
-        again = await _checks(spec, ctx, spec.verification)
+        again = await run_checks(spec, ctx, spec.verification)
         verified = bool(again) and all(c.status is Status.PASS for c in again)
         checks = checks + [
             CheckResult(f"verify:{c.name}", c.status, c.summary, c.evidence) for c in again
         ]
-    incident_id = await _record(container, spec, ctx, checks, actions, apply, verified)
+    assert incident.id is not None  # noqa: S101 - a stored incident has an id
+    await _record(container, spec, ctx, incident.id, checks, actions, verified)
     return RunReport(
-        spec.name, incident_id, apply, checks, actions, verified, next_step(checks, actions, apply)
+        spec.name, incident.id, apply, checks, actions, verified, next_step(checks, actions, apply)
     )
+
+
+async def _incident_for(
+    container: Container, spec: RunbookSpec, ctx: RunContext, incident_id: int | None
+) -> Incident:
+    """The incident named, else the active one of this runbook and subject, else a new one."""
+    subject = _subject_ids(ctx)
+    async with container.engine.begin() as conn:
+        if incident_id is not None:
+            return await incidents.get(conn, incident_id)
+        rows = await conn.execute(
+            text(
+                "SELECT id FROM incidents WHERE runbook = :r AND status = ANY(:active) "
+                "ORDER BY detected_at DESC, id DESC"
+            ),
+            {"r": spec.runbook.value, "active": [s.value for s in ACTIVE]},
+        )
+        for row in rows.all():
+            current = await incidents.get(conn, int(row.id))
+            if all(current.external_ids.contains(f, v) for f, v in subject.pairs()):
+                return current
+        correlation: list[str] = []
+        for order in ctx.order_ids:
+            try:
+                correlation.append((await get_order_view(container.engine, order)).correlation_id)
+            except NotFound:
+                pass
+        label = ", ".join(v for _, v in subject.pairs())
+        opened, _ = await incidents.open_or_attach(
+            conn,
+            fingerprint=f"runbook:{spec.name}:{label or '*'}",
+            title=spec.title + (f" ({label})" if label else ""),
+            severity=Severity.SEV3,
+            runbook=spec.runbook,
+            at=ctx.now,
+            source="runbook",
+            correlation_ids=correlation,
+            external_ids=subject,
+        )
+        return opened
 
 
 async def _record(
     container: Container,
     spec: RunbookSpec,
     ctx: RunContext,
+    incident_id: int,
     checks: list[CheckResult],
     actions: list[ActionResult],
-    applied: bool,
     verified: bool,
-) -> int:
-    correlation: list[str] = []
-    ids = ExternalIds()
-    if ctx.order_id is not None:
-        ids = ExternalIds.from_dict({"conekta_order": [ctx.order_id]})
-        try:
-            correlation = [(await get_order_view(container.engine, ctx.order_id)).correlation_id]
-        except NotFound:
-            correlation = []
+) -> None:
+    author = f"runbook:{spec.name}"
     async with container.engine.begin() as conn:
-        incident, _ = await incidents.open_or_attach(
-            conn,
-            fingerprint=f"runbook:{spec.name}:{ctx.order_id or '*'}",
-            title=f"{spec.title}" + (f" ({ctx.order_id})" if ctx.order_id else ""),
-            severity=Severity.SEV3,
-            runbook=spec.runbook,
-            at=ctx.now,
-            source="runbook",
-            correlation_ids=correlation,
-            external_ids=ids,
-        )
-        assert incident.id is not None  # noqa: S101 - a stored incident has an id
         for c in checks:
             await incidents.add_note(
                 conn,
-                incident.id,
+                incident_id,
                 at=ctx.now,
-                actor=f"runbook:{spec.name}",
+                actor=author,
                 note=f"check {c.name}: {c.status.value} — {c.summary}",
             )
         for a in actions:
             verb = "applied" if a.applied else "dry run"
             await incidents.add_note(
                 conn,
-                incident.id,
+                incident_id,
                 at=ctx.now,
-                actor=f"runbook:{spec.name}",
+                actor=author,
                 note=f"action {a.name} ({verb}): {'; '.join(a.changes) or 'nothing to change'}",
             )
-        if applied and any(a.applied for a in actions):
+        changed = [a for a in actions if a.applied and a.changes]
+        found = _subject_ids(ctx).union(_found_ids(checks)).union(_found_ids(actions))
+        correlation = _correlation_ids(checks) + _correlation_ids(actions)
+        if changed or correlation or not found.is_empty():
             await incidents.amend(
+                conn,
+                incident_id,
+                at=ctx.now,
+                actor=ctx.actor,
+                correlation_ids=correlation,
+                external_ids=found,
+                corrective_action=(
+                    f"runbook {spec.name}: "
+                    + "; ".join(f"{a.name} ({', '.join(a.changes)})" for a in changed)
+                    if changed
+                    else None
+                ),
+                reason=f"runbook {spec.name}",
+            )
+        if changed:
+            await advance(conn, incident_id, IncidentStatus.MITIGATED, ctx, spec, verified=False)
+        if verified:
+            await advance(conn, incident_id, IncidentStatus.RESOLVED, ctx, spec, verified=True)
+
+
+async def advance(
+    conn: AsyncConnection,
+    incident_id: int,
+    to: IncidentStatus,
+    ctx: RunContext,
+    spec: RunbookSpec,
+    *,
+    verified: bool,
+) -> bool:
+    """Move the incident forward; an incident already there (or beyond) stays where it is."""
+    current = await incidents.get(conn, incident_id, lock=True)
+    order = list(IncidentStatus)
+    if order.index(current.status) >= order.index(to):
+        return False
+    try:
+        await incidents.move(
+            conn,
+            incident_id,
+            to,
+            at=ctx.now,
+            actor=ctx.actor,
+            reason=f"runbook {spec.name}: "
+            + ("verification passed" if verified else "corrective action applied"),
+            verified=verified,
+        )
+    except Conflict:
+        return False
+    return True
+
+
+async def verify_incident(
+    container: Container, incident: Incident, *, actor: str = "verifier"
+) -> bool | None:
+    """Run the verification checks of an active incident's runbook against the ids it carries;
+    resolve it (verified, at the time the checks passed) when they all pass and none of its
+    alerts still fires. None when its runbook has no verification in code."""
+    spec = BY_RUNBOOK.get(incident.runbook)
+    if spec is None or incident.id is None or incident.status not in ACTIVE:
+        return None
+    ids = incident.external_ids
+    ctx = RunContext(
+        container,
+        actor,
+        container.clock.now(),
+        order_ids=ids.conekta_order,
+        line_ids=ids.neon_statement_line,
+        incident_id=incident.id,
+        opened_at=incident.lifecycle.detected_at,
+    )
+    if spec.needs == "order" and not ctx.order_ids:
+        return False
+    if spec.needs == "line" and not ctx.line_ids:
+        return False
+    results = await run_checks(spec, ctx, spec.verification)
+    if not results or any(r.status is not Status.PASS for r in results):
+        return False
+    async with container.engine.begin() as conn:
+        firing = await conn.scalar(
+            text(
+                "SELECT count(*) FROM alerts WHERE incident_id = :i AND status = 'firing' "
+                "AND cleared_since IS NULL"
+            ),
+            {"i": incident.id},
+        )
+        if firing:
+            return False
+        for r in results:
+            await incidents.add_note(
                 conn,
                 incident.id,
                 at=ctx.now,
-                actor=ctx.actor,
-                corrective_action=f"runbook {spec.name}: "
-                + ", ".join(a.name for a in actions if a.applied),
+                actor=f"runbook:{spec.name}",
+                note=f"verify {r.name}: {r.status.value} — {r.summary}",
             )
-        if verified:
-            try:
-                await incidents.move(
-                    conn,
-                    incident.id,
-                    IncidentStatus.RESOLVED,
-                    at=ctx.now,
-                    actor=ctx.actor,
-                    reason=f"runbook {spec.name} verification passed",
-                    verified=True,
-                )
-            except Conflict:
-                pass  # already resolved by hand or by its alert
-    return incident.id
+        done = await advance(conn, incident.id, IncidentStatus.RESOLVED, ctx, spec, verified=True)
+    if done:
+        log.info("incident_verified", incident_id=incident.id, runbook=spec.name)
+    return done
+
+
+async def verify_open_incidents(container: Container) -> list[int]:
+    """Verify every active incident whose runbook is encoded; return the ones resolved."""
+    resolved = []
+    for status in ACTIVE:
+        for incident in await incidents.list_incidents(
+            container.engine, status=status.value, limit=500
+        ):
+            if incident.id is not None and await verify_incident(container, incident):
+                resolved.append(incident.id)
+    return resolved

@@ -285,6 +285,18 @@ class OdooClient:
             deprecated=bool(row.get("deprecated", False)),
         )
 
+    async def create_account(self, code: str, name: str, account_type: str) -> int:
+        """Create an account in our company; 18+ link companies through `company_ids`."""
+        server = await self.server()
+        company: dict[str, Any] = (
+            {"company_ids": [(6, 0, [self._company_id])]}
+            if server.major >= 18
+            else {"company_id": self._company_id}
+        )
+        return await self.create(
+            "account.account", {"code": code, "name": name, "account_type": account_type, **company}
+        )
+
     async def find_journal(self, code: str) -> JournalInfo | None:
         """The journal with this code in our company."""
         rows = await self.search_read(

@@ -1,0 +1,87 @@
+"""What runs without an operator: the sweeper's healing recorded as a runbook-1 incident, and
+the verifier that resolves incidents once their runbook's verification checks pass."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import structlog
+
+from guardia.bootstrap import Container
+from guardia.core.errors import NotFound
+from guardia.incidents import service as incidents
+from guardia.incidents.model import ExternalIds, IncidentStatus, Runbook, Severity
+from guardia.payments import service as payments
+from guardia.runbooks import runner
+from guardia.runbooks.catalog import BY_RUNBOOK
+from guardia.runbooks.model import RunContext
+
+log = structlog.get_logger(__name__)
+
+LOST_WEBHOOKS = "sweeper:lost-webhooks"
+
+
+async def sweep(container: Container) -> payments.SweepResult:
+    """One sweeper pass: heal, enqueue the postings, and record what was healed as runbook 1's
+    incident (detected and mitigated by the sweeper, resolved once verified)."""
+    s = container.settings
+    result = await payments.sweep(
+        container.engine,
+        container.conekta,
+        container.clock,
+        pending_age=timedelta(seconds=s.sweep_pending_age_seconds),
+        lookback=timedelta(hours=s.sweep_lookback_hours),
+        grace=timedelta(seconds=s.sweep_grace_seconds),
+    )
+    for order_id, correlation_id, posting_ids in result.postings:
+        await container.defer_postings(order_id, correlation_id, posting_ids)
+    if result.healed:
+        await record_lost_webhooks(container, result.healed)
+    return result
+
+
+async def record_lost_webhooks(container: Container, orders: list[str]) -> int:
+    """Open (or attach to) the lost-webhooks incident for orders the sweeper had to pull."""
+    now = container.clock.now()
+    grace = container.settings.sweep_grace_seconds
+    correlation = []
+    for order_id in orders:
+        try:
+            correlation.append(
+                (await payments.get_order_view(container.engine, order_id)).correlation_id
+            )
+        except NotFound:
+            continue
+    spec = BY_RUNBOOK[Runbook.WEBHOOK_MISSING]
+    async with container.engine.begin() as conn:
+        incident, opened = await incidents.open_or_attach(
+            conn,
+            fingerprint=LOST_WEBHOOKS,
+            title="Webhook de Conekta no llega: the sweeper pulled orders no webhook brought",
+            severity=Severity.SEV2,
+            runbook=Runbook.WEBHOOK_MISSING,
+            at=now,
+            source="sweeper",
+            correlation_ids=correlation,
+            external_ids=ExternalIds(conekta_order=tuple(orders)),
+        )
+        assert incident.id is not None  # noqa: S101 - a stored incident has an id
+        await incidents.add_note(
+            conn,
+            incident.id,
+            at=now,
+            actor="sweeper",
+            note=f"pulled from Conekta, no webhook within {grace:g} s: {', '.join(orders)}",
+        )
+        await incidents.amend(
+            conn,
+            incident.id,
+            at=now,
+            actor="sweeper",
+            corrective_action=f"sweeper pulled {', '.join(orders)} from Conekta (pull by order_id)",
+            reason="automatic: lost webhook healed",
+        )
+        ctx = RunContext(container, "sweeper", now)
+        await runner.advance(conn, incident.id, IncidentStatus.MITIGATED, ctx, spec, verified=False)
+    log.warning("lost_webhooks_recorded", incident_id=incident.id, orders=orders, opened=opened)
+    return incident.id
