@@ -229,7 +229,11 @@ class Settings(BaseSettings):
         default="30 8 * * *", description="Daily backup (08:30 UTC = 02:30 Mexico City)."
     )
     backup_drill_cron: str = Field(default="0 10 * * 0", description="Weekly restore drill.")
-    backup_check_cron: str = Field(default="*/15 * * * *", description="Backup preflight.")
+    backup_check_cron: str = Field(
+        default="* * * * * */30",
+        description="Backup preflight (target writable, pg_dump, space): every 30 s, so a "
+        "broken target is detected within a minute, not at the nightly run.",
+    )
 
     # --- logging --------------------------------------------------------------------------
     log_json: bool = True

@@ -56,6 +56,7 @@ class Running:
     sim: str
     process: subprocess.Popen[bytes]
     log: Path
+    env: dict[str, str]
 
     def guardia(self, timeout: float = 10.0) -> httpx.Client:
         """HTTP client for Guardia's API, as the operator."""
@@ -104,7 +105,7 @@ def guardia_up(db_url: str, tmp_path: Path) -> Iterator[Running]:
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    running = Running(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{sim_port}", process, log)
+    running = Running(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{sim_port}", process, log, env)
     try:
 
         def ready() -> bool | None:

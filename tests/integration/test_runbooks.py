@@ -82,7 +82,8 @@ async def test_runbook_2_names_the_fault_and_retry_drains_the_queue_once_fixed(
     assert create.changes == []
     assert "401.01.01" in create.evidence["guide"][0]
     # Retrying into a broken configuration would only dead-letter the posting again.
-    assert retry.changes == [] and retry.evidence["waiting_for"] == "odoo_configuration"
+    assert retry.changes == []
+    assert retry.evidence["waiting_for"] == "odoo_configuration"
     assert ledger.posted_moves(ORDER) == []
 
     ledger.accounts[36] = removed
@@ -139,7 +140,8 @@ async def test_guided_account_creation_creates_exactly_what_the_dry_run_showed_w
     applied = await runner.run(container, "odoo-posting", apply=True, actor="t")
     assert applied.actions[0].changes == dry.actions[0].changes
     created = await ledger.find_account("401.01.01")
-    assert created is not None and created.account_type == "income"
+    assert created is not None
+    assert created.account_type == "income"
     await drain_all(container)
     assert len(ledger.posted_moves(ORDER)) == 1
     again = await runner.run(container, "odoo-posting", apply=True, actor="t")
@@ -184,4 +186,5 @@ async def test_the_sweeper_records_a_lost_webhook_and_the_verifier_resolves_it(
     shown = (
         await client.get(f"/api/incidents/{incident['id']}", headers=auth(Role.AUDITOR))
     ).json()
-    assert shown["status"] == "resolved" and shown["resolved_verified"] is True
+    assert shown["status"] == "resolved"
+    assert shown["resolved_verified"] is True

@@ -87,7 +87,8 @@ async def _dead_letter_growth(conn: AsyncConnection, s: Settings, now: datetime)
                 "SELECT count(*) AS new, string_agg(DISTINCT cause, ',') AS causes, "
                 "array_remove(array_agg(DISTINCT correlation_id), NULL) AS corr, "
                 "array_remove(array_agg(DISTINCT order_id), NULL) AS orders "
-                "FROM dead_letters WHERE failed_at >= :since AND failed_at <= :now"
+                "FROM dead_letters WHERE failed_at >= :since AND failed_at <= :now "
+                "AND status = 'open'"
             ),
             {"since": since, "now": now},
         )
@@ -168,7 +169,7 @@ RULES: tuple[Rule, ...] = (
         name="DeadLettersGrowing",
         severity="warning",
         runbook="2-asiento-contable-falla-en-odoo",
-        summary="{threshold:.0f} or more jobs became dead letters in the window",
+        summary="{threshold:.0f} or more jobs became dead letters in the window (not yet retried)",
         promql=lambda s: (
             f"sum(increase(guardia_dead_letters_total[{int(s.alert_dead_letter_window_seconds)}s]))"
             f" >= {s.alert_dead_letter_growth}"
@@ -265,7 +266,7 @@ RULES: tuple[Rule, ...] = (
         runbook=BACKUP_RUNBOOK,
         summary="The backup preflight fails (target, pg_dump or staging space)",
         promql=lambda s: 'guardia_config_check_ok{target="backups"} == 0',
-        for_="15m",
+        for_="2m",
         evaluate=_latest_check_failing("backups"),
         threshold=lambda s: 1.0,
     ),

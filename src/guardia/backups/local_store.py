@@ -123,11 +123,14 @@ class LocalStore:
         return items
 
     def open_writer(self, key: str) -> LocalWriter:
-        """Start writing a dump."""
+        """Start writing a dump (the target directory is created private, like the preflight
+        wants it)."""
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         return LocalWriter(self._path(key))
 
     def put_bytes(self, key: str, data: bytes) -> None:
         """Write a small file atomically."""
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         writer = LocalWriter(self._path(key))
         try:
             writer.write(data)

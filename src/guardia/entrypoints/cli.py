@@ -20,6 +20,7 @@ from guardia.auth.tokens import Role, hash_token, new_token
 from guardia.backups import cli as backup_cli
 from guardia.bootstrap import Container
 from guardia.core.errors import InvalidInput
+from guardia.drills import cli as drill_cli
 from guardia.entrypoints import incidents_cli, recon_cli, runbook_cli, runtime
 from guardia.entrypoints.cli_support import load_settings, with_container
 from guardia.entrypoints.http import order_json
@@ -52,6 +53,7 @@ app.add_typer(recon_cli.app, name="recon")
 app.add_typer(runbook_cli.app, name="runbook")
 sandbox_app.add_typer(recon_cli.data_app, name="recon-data")
 check_app.command("backups")(backup_cli.check_command)
+app.command("drill")(drill_cli.drill)
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(check_app, name="check")
 app.add_typer(ledger_app, name="ledger")

@@ -237,7 +237,11 @@ async def restore_drill(context: Any, timestamp: int) -> bool:
 
 async def check_backups(context: Any, timestamp: int) -> bool:
     """Periodic: the backup preflight (readiness detail and BackupCheckFailing)."""
-    c = _container(context)
+    return await record_backup_preflight(_container(context))
+
+
+async def record_backup_preflight(c: Container) -> bool:
+    """Run the backup preflight and store its report; True when it passes."""
     ctx = c.backup_context()
     try:
         report = await asyncio.to_thread(

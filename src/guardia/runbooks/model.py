@@ -41,6 +41,7 @@ class ActionResult:
     applied: bool
     changes: list[str]
     evidence: dict[str, Any] = field(default_factory=dict)
+    failed: bool = False  # asked to apply and could not; `changes` says what it tried
 
 
 @dataclass
@@ -104,6 +105,7 @@ class RunbookSpec:
     symptoms: str = ""
     detection: str = ""  # detection besides the alert rules that link to this runbook
     commands: tuple[str, ...] = ()  # the same steps as single commands, for the document
+    no_correlation_reason: str = ""  # why its incidents may lack a correlation id
 
     def check(self, name: str) -> Check:
         """A check by name."""

@@ -221,7 +221,7 @@ async def _record(
                 note=f"check {c.name}: {c.status.value} — {c.summary}",
             )
         for a in actions:
-            verb = "applied" if a.applied else "dry run"
+            verb = "failed" if a.failed else "applied" if a.applied else "dry run"
             await incidents.add_note(
                 conn,
                 incident_id,
@@ -232,7 +232,7 @@ async def _record(
         changed = [a for a in actions if a.applied and a.changes]
         found = _subject_ids(ctx).union(_found_ids(checks)).union(_found_ids(actions))
         correlation = _correlation_ids(checks) + _correlation_ids(actions)
-        if changed or correlation or not found.is_empty():
+        if changed or correlation or not found.is_empty() or spec.no_correlation_reason:
             await incidents.amend(
                 conn,
                 incident_id,
@@ -246,6 +246,7 @@ async def _record(
                     if changed
                     else None
                 ),
+                no_correlation_id_reason=spec.no_correlation_reason or None,
                 reason=f"runbook {spec.name}",
             )
         if changed:
