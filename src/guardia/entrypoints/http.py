@@ -538,6 +538,7 @@ class RunbookBody(BaseModel):
 
     order_id: str | None = None
     line_id: str | None = None
+    ledger_id: str | None = None
     incident_id: int | None = None
     apply: bool = False
 
@@ -553,6 +554,7 @@ async def run_runbook(name: str, body: RunbookBody, request: Request) -> dict[st
         incident_id=body.incident_id,
         apply=body.apply,
         actor=principal_of(request).name,
+        options={"ledger_id": body.ledger_id} if body.ledger_id else None,
     )
     return report.as_dict()
 

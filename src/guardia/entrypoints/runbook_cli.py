@@ -44,6 +44,10 @@ def run(
     line_id: Annotated[
         str | None, typer.Option("--line-id", help="Runbook 3: the orphan statement line.")
     ] = None,
+    ledger_id: Annotated[
+        str | None,
+        typer.Option("--ledger-id", help="Runbook 3: the ledger entry to match the line to."),
+    ] = None,
     incident: Annotated[
         int | None, typer.Option("--incident", help="Write to this incident.")
     ] = None,
@@ -64,6 +68,7 @@ def run(
             incident_id=incident,
             apply=apply,
             actor=actor,
+            options={"ledger_id": ledger_id} if ledger_id else None,
         )
 
     report = with_container(go)
@@ -76,7 +81,9 @@ def run(
     for c in report.checks:
         table.add_row(c.name, c.status.value, c.summary)
     for a in report.actions:
-        table.add_row(a.name, "applied" if a.applied else "dry run", "; ".join(a.changes) or "-")
+        detail = "; ".join(a.changes) or "; ".join(a.evidence.get("guide", [])) or "-"
+        verb = "failed" if a.failed else "applied" if a.applied else "dry run"
+        table.add_row(a.name, verb, detail)
     console.print(table)
     console.print(f"verified: {report.verified} — next: {report.next_step}")
 

@@ -203,7 +203,12 @@ async def evaluate_alerts(context: Any, timestamp: int) -> int:
 
     c = _container(context)
     transitions = await evaluate_all(
-        c.engine, c.settings, c.clock.now(), verified_by_runbooks=frozenset(BY_RUNBOOK)
+        c.engine,
+        c.settings,
+        c.clock.now(),
+        # An alert's incident names no order or statement line: only the runbooks that need
+        # no subject can verify it; the others resolve when their alert has stayed clear.
+        verified_by_runbooks=frozenset(r for r, s in BY_RUNBOOK.items() if s.needs is None),
     )
     for t in transitions:
         if t.notification_id is not None:

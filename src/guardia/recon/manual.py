@@ -51,9 +51,51 @@ async def _line_amount(conn: AsyncConnection, run_id: int, line_id: str) -> int:
     return abs(abono - cargo)
 
 
+async def _move_kpi(
+    conn: AsyncConnection, run_id: int, line_id: str, amount_cents: int, step: int
+) -> None:
+    """Keep the stored KPI (the line's account and day, and the run's headline) in step with a
+    manual match (step 1) or unmatch (-1): `guardia recon report` and ReconKpiLow read it."""
+    line = (
+        await conn.execute(
+            text("SELECT account, operation_date FROM recon_lines WHERE line_id = :line"),
+            {"line": line_id},
+        )
+    ).one()
+    moved = {"run": run_id, "n": step, "amount": step * abs(amount_cents)}
+    await conn.execute(
+        text(
+            "UPDATE recon_kpi SET matched_lines = matched_lines + :n, "
+            "matched_amount_cents = matched_amount_cents + :amount, "
+            "match_rate_count = CASE WHEN lines > 0 "
+            "THEN (matched_lines + :n)::float / lines ELSE 0.0 END, "
+            "match_rate_amount = CASE WHEN amount_cents > 0 "
+            "THEN (matched_amount_cents + :amount)::float / amount_cents ELSE 1.0 END "
+            "WHERE run_id = :run AND account = :account AND local_date = :day"
+        ),
+        {**moved, "account": line.account, "day": line.operation_date},
+    )
+    await conn.execute(
+        text(
+            "UPDATE recon_runs SET matched_lines = matched_lines + :n, "
+            "matched_amount_cents = matched_amount_cents + :amount, "
+            "match_rate_count = CASE WHEN lines > 0 "
+            "THEN (matched_lines + :n)::float / lines ELSE 0.0 END, "
+            "match_rate_amount = CASE WHEN amount_cents > 0 "
+            "THEN (matched_amount_cents + :amount)::float / amount_cents ELSE 0.0 END "
+            "WHERE id = :run"
+        ),
+        moved,
+    )
+
+
 async def _apply(conn: AsyncConnection, action_id: int) -> None:
     row = (await conn.execute(select(recon_manual).where(recon_manual.c.id == action_id))).one()
     if row.action == "match":
+        already = await conn.scalar(
+            text("SELECT count(*) FROM recon_matches WHERE run_id = :run AND bank_line_id = :line"),
+            {"run": row.run_id, "line": row.bank_line_id},
+        )
         await conn.execute(
             text(
                 "INSERT INTO recon_matches (run_id, bank_line_id, ledger_ids, rule, score) "
@@ -79,6 +121,8 @@ async def _apply(conn: AsyncConnection, action_id: int) -> None:
                 "ids": list(row.ledger_ids),
             },
         )
+        if not already:
+            await _move_kpi(conn, row.run_id, row.bank_line_id, row.amount_cents, 1)
     else:
         removed = await conn.execute(
             text("DELETE FROM recon_matches WHERE run_id = :run AND bank_line_id = :line"),
@@ -94,6 +138,7 @@ async def _apply(conn: AsyncConnection, action_id: int) -> None:
             ),
             {"run": row.run_id, "line": row.bank_line_id, "id": action_id},
         )
+        await _move_kpi(conn, row.run_id, row.bank_line_id, row.amount_cents, -1)
     await conn.execute(
         text("UPDATE recon_manual SET status = 'applied' WHERE id = :id"), {"id": action_id}
     )

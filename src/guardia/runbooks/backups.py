@@ -474,6 +474,14 @@ SPEC = RunbookSpec(
         Action("verify_integrity", "verify the newest backup's checksum", False, verify_integrity),
     ),
     verification=("space_and_permissions", "fresh_verified_backup"),
+    symptoms="No recent backup; a backup much smaller than usual; no restore drill this week.",
+    commands=(
+        "guardia check backups",
+        "guardia backup run",
+        "guardia backup verify latest",
+        "guardia backup restore-test latest",
+        "guardia backup list --all",
+    ),
     no_correlation_reason="a backup is not part of a payment flow: no correlation id exists; "
     "the backup's name is its external id",
     prevention=(

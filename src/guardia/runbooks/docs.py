@@ -25,7 +25,8 @@ detection, mitigation and verified recovery.
 
 def _section(spec: RunbookSpec) -> list[str]:
     out = [f"## {spec.runbook.slug}", "", f"**{spec.runbook.seed_title}** — runbook `{spec.name}`"]
-    out += ["", f"**Symptoms.** {spec.symptoms}" if spec.symptoms else ""]
+    if spec.symptoms:
+        out += ["", f"**Symptoms.** {spec.symptoms}"]
     rules = [r for r in RULES if r.runbook == spec.runbook.slug]
     if spec.detection:
         out += ["", f"**Detection.** {spec.detection}"]

@@ -23,6 +23,7 @@ from guardia.incidents.model import ExternalIds, Incident, IncidentStatus, Sever
 from guardia.payments.service import get_order_view
 from guardia.runbooks.catalog import BY_RUNBOOK, RUNBOOKS
 from guardia.runbooks.model import (
+    Action,
     ActionResult,
     CheckResult,
     RunbookSpec,
@@ -145,7 +146,7 @@ async def run(
     incident = await _incident_for(container, spec, ctx, incident_id)
     ctx.incident_id, ctx.opened_at = incident.id, incident.lifecycle.detected_at
     checks = await run_checks(spec, ctx)
-    actions = [await action.run(ctx, apply) for action in spec.actions]
+    actions = [await _act(action, ctx, apply) for action in spec.actions]
     verified = False
     if apply:
         ctx.now = container.clock.now()
@@ -159,6 +160,14 @@ async def run(
     return RunReport(
         spec.name, incident.id, apply, checks, actions, verified, next_step(checks, actions, apply)
     )
+
+
+async def _act(action: Action, ctx: RunContext, apply: bool) -> ActionResult:
+    """Run one action; a provider or input failure is recorded as a failed action, never lost."""
+    try:
+        return await action.run(ctx, apply)
+    except GuardiaError as exc:
+        return ActionResult(action.name, False, [f"FAILED: {exc.message}"], failed=True)
 
 
 async def _incident_for(
