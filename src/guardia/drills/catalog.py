@@ -4,8 +4,6 @@
   and pulls it (automatic fix); the verifier resolves the incident.
 - odoo-posting: the credit account disappears from Odoo; DeadLettersGrowing detects it; the
   accountant re-creates the account as the runbook guides; the runbook retries the queue.
-- recon-orphan: a bank line whose counterpart is shifted by the time zone; ReconKpiLow detects
-  it; the runbook's controlled manual match settles it.
 - backups: the local backup target stops being writable; the preflight (every minute) detects
   it; the on-call restores the target; the runbook backs up and verifies.
 """
