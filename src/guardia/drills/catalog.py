@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from guardia.drills.harness import DrillEnv, DrillFailed, finish, spec_of
+from guardia.drills.harness import DrillEnv, DrillFailed, finish
 from guardia.drills.model import DrillReport
 from guardia.incidents.model import Incident
 from guardia.jobs.tasks import record_backup_preflight
@@ -54,7 +54,7 @@ async def _paid_order(env: DrillEnv, report: DrillReport) -> str:
 
 async def conekta_webhook(env: DrillEnv, report: DrillReport) -> None:
     """Drop every delivery about a paid order; the sweeper must find, pull and record it."""
-    spec = spec_of("conekta-webhook")
+    spec = runner.get_runbook("conekta-webhook")
     order_id = await _paid_order(env, report)
     report.injected_at = env.now()
     await env.sims.conekta_fault({"kind": "drop", "order_id": order_id})
@@ -71,7 +71,7 @@ async def conekta_webhook(env: DrillEnv, report: DrillReport) -> None:
 async def odoo_posting(env: DrillEnv, report: DrillReport) -> None:
     """Remove the credit account; postings dead-letter; the accountant re-creates it, the
     runbook retries the queue."""
-    spec = spec_of("odoo-posting")
+    spec = runner.get_runbook("odoo-posting")
     settings = env.container.settings
     code = settings.odoo_credit_account_code
     report.injected_at = env.now()
@@ -112,7 +112,7 @@ async def odoo_posting(env: DrillEnv, report: DrillReport) -> None:
 async def backups(env: DrillEnv, report: DrillReport) -> None:
     """Make the backup target unwritable; the preflight must notice; the on-call restores the
     target and the runbook backs up and verifies."""
-    spec = spec_of("backups")
+    spec = runner.get_runbook("backups")
     report.injected_at = env.now()
     undo = await asyncio.to_thread(make_target_unwritable, env.container.settings)
     try:
@@ -166,7 +166,7 @@ DRILLS: dict[str, Drill] = {
 async def run_drill(env: DrillEnv, name: str) -> DrillReport:
     """Play one drill to its verified recovery; failures end up in the report, not raised."""
     drill = DRILLS[name]
-    spec = spec_of(name)
+    spec = runner.get_runbook(name)
     report = DrillReport(
         name, spec.runbook.slug, drill.fault, env.now(), automatic_fix=drill.automatic_fix
     )

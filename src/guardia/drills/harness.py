@@ -29,7 +29,6 @@ from guardia.incidents.model import (
     PostMortem,
     missing_for_close,
 )
-from guardia.runbooks.catalog import RUNBOOKS
 from guardia.runbooks.model import RunbookSpec
 
 CONEKTA_ACCEPT = "application/vnd.conekta-v2.2.0+json"
@@ -47,7 +46,8 @@ class Simulators:
     conekta_url: str
     odoo_url: str
 
-    async def _call(self, method: str, url: str, **kwargs: Any) -> Any:
+    async def call(self, method: str, url: str, **kwargs: Any) -> Any:
+        """One control call; DrillFailed when the simulator is down or refuses."""
         try:
             response = await self.http.request(method, url, timeout=15.0, **kwargs)
         except httpx.HTTPError as exc:
@@ -70,7 +70,7 @@ class Simulators:
             "line_items": [{"name": "Drill", "unit_price": amount_cents, "quantity": 1}],
             "charges": [{"payment_method": {"type": "spei"}}],
         }
-        order = await self._call(
+        order = await self.call(
             "POST",
             f"{self.conekta_url}/orders",
             json=body,
@@ -80,23 +80,23 @@ class Simulators:
 
     async def pay(self, order_id: str) -> None:
         """The customer pays the order."""
-        await self._call("POST", f"{self.conekta_url}/_sandbox/orders/{order_id}/pay")
+        await self.call("POST", f"{self.conekta_url}/_sandbox/orders/{order_id}/pay")
 
     async def conekta_fault(self, body: dict[str, Any]) -> None:
         """Install a Conekta fault."""
-        await self._call("POST", f"{self.conekta_url}/_sandbox/faults", json=body)
+        await self.call("POST", f"{self.conekta_url}/_sandbox/faults", json=body)
 
     async def clear_conekta_faults(self) -> None:
         """Remove every Conekta fault."""
-        await self._call("DELETE", f"{self.conekta_url}/_sandbox/faults")
+        await self.call("DELETE", f"{self.conekta_url}/_sandbox/faults")
 
     async def odoo_fault(self, body: dict[str, Any]) -> None:
         """Install an Odoo fault."""
-        await self._call("POST", f"{self.odoo_url}/_sandbox/faults", json=body)
+        await self.call("POST", f"{self.odoo_url}/_sandbox/faults", json=body)
 
     async def odoo_account(self, code: str, name: str, account_type: str) -> None:
         """Create an account in Odoo as the accountant would."""
-        await self._call(
+        await self.call(
             "POST",
             f"{self.odoo_url}/_sandbox/accounts",
             json={"code": code, "name": name, "account_type": account_type},
@@ -104,7 +104,7 @@ class Simulators:
 
     async def restore_odoo(self) -> None:
         """Undo Odoo removals still installed."""
-        await self._call("POST", f"{self.odoo_url}/_sandbox/restore")
+        await self.call("POST", f"{self.odoo_url}/_sandbox/restore")
 
 
 @dataclass
@@ -176,7 +176,7 @@ async def await_stack(env: DrillEnv) -> None:
         f"{env.sims.conekta_url}/_sandbox/faults",
         f"{env.sims.odoo_url}/_sandbox/faults",
     ):
-        await env.sims._call("GET", url)
+        await env.sims.call("GET", url)
 
 
 def simulators(container: Container) -> Simulators:
@@ -235,8 +235,3 @@ async def finish(env: DrillEnv, spec: RunbookSpec, report: DrillReport) -> None:
                 )
             except Conflict as exc:
                 report.step(f"could not close: {exc.message}")
-
-
-def spec_of(name: str) -> RunbookSpec:
-    """The runbook a drill exercises."""
-    return RUNBOOKS[name]
