@@ -12,7 +12,13 @@ import sys
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-SCRIPTS = ("webhook_ingress.py", "recon_bench.py", "odoo_posting.py", "backup_bench.py")
+SCRIPTS = (
+    "webhook_ingress.py",
+    "recon_bench.py",
+    "odoo_posting.py",
+    "backup_bench.py",
+    "drill_mttr.py",
+)
 TIMEOUT_SECONDS = 600
 GRACE_SECONDS = 30
 

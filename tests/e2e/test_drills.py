@@ -26,7 +26,7 @@ def test_every_drill_recovers_verified_with_complete_evidence(guardia_up: Runnin
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     reports = {r["name"]: r for r in json.loads(done.stdout)}
-    assert set(reports) >= {"conekta-webhook", "odoo-posting", "backups"}
+    assert set(reports) == {"conekta-webhook", "odoo-posting", "recon-orphan", "backups"}
     with guardia_up.guardia() as api:
         for name, report in reports.items():
             assert report["recovered"], (name, report)

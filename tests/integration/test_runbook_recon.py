@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 from sqlalchemy import text
 
+from guardia.alerts.rules import evaluate_all
 from guardia.bootstrap import Container
 from guardia.entrypoints.recon_cli import write_generic_statement
 from guardia.incidents import service as incidents
@@ -69,11 +70,17 @@ def pesos(cents: int) -> str:
 
 
 async def reconciled(
-    container: Container, db_url: str, tmp_path: Path, orders: InMemoryOrders, rows: list[Row]
+    container: Container,
+    db_url: str,
+    tmp_path: Path,
+    orders: InMemoryOrders,
+    rows: list[Row],
+    net_off: dict[str, int] | None = None,
 ) -> tuple[int, dict[int, str]]:
     """Import the statement, set the providers' settlement, run and store the reconciliation.
 
-    Returns the run id and the stored line id of each bank line (1-based, in file order).
+    A transfer's charge nets its amount, plus `net_off[transfer id]` cents. Returns the run id
+    and the stored line id of each bank line (1-based, in file order).
     """
     balance, lines = 1_000_000, list[tuple[Any, ...]]()
     for concept, cents, *_rest in rows:
@@ -88,16 +95,16 @@ async def reconciled(
     paid = sorted((r for r in rows if r[2] is not None), key=lambda r: r[5])
     for n, (_c, _b, transfer_id, reference, cents, moment) in enumerate(paid):
         assert transfer_id is not None
-        fee = 1000 + n
+        fee, net = 1000 + n, cents + (net_off or {}).get(transfer_id, 0)
         orders.transactions.append(
             SettlementTransaction(
                 f"txn_{transfer_id}",
                 f"chg_{transfer_id}",
                 "capture",
                 "paid_out",
-                cents + fee,
+                net + fee,
                 fee,
-                cents,
+                net,
                 moment - timedelta(minutes=5),
             )
         )
@@ -247,10 +254,56 @@ async def test_an_orphan_cut_and_shifted_by_a_time_zone_is_diagnosed_matched_and
     assert incident.status is IncidentStatus.RESOLVED
     assert incident.lifecycle.resolved_verified is True
     assert incident.external_ids.neon_statement_line == (orphan,)
+    # The test's charges have no payment in Guardia: no order, so no correlation id, said why.
+    assert incident.correlation_ids == ()
+    assert f"bank line {orphan} matched conekta:tr_4, conekta:txn_tr_4: no order" in (
+        incident.no_correlation_id_reason or ""
+    )
 
     again = await runner.run(container, RUNBOOK, line_id=orphan, apply=True, actor="ana")
     assert [a.changes for a in again.actions] == [[], []]
     assert (await recon_state(container))["matches"] == after["matches"]
+
+
+async def test_charges_that_do_not_add_up_to_the_payout_are_left_out_of_the_manual_match(
+    container: Container, db_url: str, tmp_path: Path, orders: InMemoryOrders
+) -> None:
+    # The run places txn_tr_4 in the orphan's transfer, but it nets 10.00 MXN less than it.
+    run_id, ids = await reconciled(
+        container, db_url, tmp_path, orders, [*HEALTHY, ORPHAN], net_off={"tr_4": -1000}
+    )
+    orphan = ids[4]
+    async with container.engine.connect() as conn:
+        placed = await conn.scalar(
+            text(
+                "SELECT count(*) FROM recon_exceptions WHERE run_id = :run "
+                "AND ledger_id = 'conekta:txn_tr_4' AND reason = 'payout_unmatched'"
+            ),
+            {"run": run_id},
+        )
+    assert placed == 1
+
+    applied = await runner.run(container, RUNBOOK, line_id=orphan, apply=True, actor="ana")
+
+    match = applied.actions[1]
+    assert match.changes == [
+        f"match line {orphan} to ledger entry conekta:tr_4 (2,000.00 MXN) in run {run_id}"
+    ]
+    assert match.evidence["ledger_ids"] == ["conekta:tr_4"]
+    assert (
+        "the charges the run placed in conekta:tr_4 (conekta:txn_tr_4) net 1,990.00 MXN, not "
+        "its 2,000.00 MXN: left open for the next run" in match.evidence["reason"]
+    )
+    async with container.engine.connect() as conn:
+        charge = await conn.scalar(
+            text(
+                "SELECT status FROM recon_exceptions WHERE run_id = :run "
+                "AND ledger_id = 'conekta:txn_tr_4'"
+            ),
+            {"run": run_id},
+        )
+    assert charge == "open"
+    assert applied.verified is True
 
 
 async def test_a_match_above_the_threshold_waits_for_a_second_operator_then_the_verifier_resolves(
@@ -344,3 +397,75 @@ async def test_cents_for_pesos_and_duplicates_are_named_and_no_match_is_guessed(
     assert "2 candidates fit" in doubled.actions[1].evidence["skipped"]
     assert await recon_state(container) == before
     assert json.loads(json.dumps(doubled.as_dict()))["checks"][3]["name"] == "duplicates"
+
+
+async def test_recon_kpi_low_carries_the_orphans_and_resolves_only_verified_once_it_clears(
+    container: Container, db_url: str, tmp_path: Path, orders: InMemoryOrders
+) -> None:
+    _run, ids = await reconciled(container, db_url, tmp_path, orders, [*HEALTHY, ORPHAN])
+    orphan = ids[4]
+
+    async def kpi_alert() -> tuple[str, int | None]:
+        (t,) = [
+            t
+            for t in await evaluate_all(container.engine, container.settings, datetime.now(UTC))
+            if t.rule == "ReconKpiLow"
+        ]
+        return t.change, t.incident_id
+
+    change, incident_id = await kpi_alert()
+    assert change == "fired"
+    assert incident_id is not None
+    async with container.engine.connect() as conn:
+        opened = await incidents.get(conn, incident_id)
+    assert opened.external_ids.neon_statement_line == (orphan,)
+    assert await runner.verify_incident(container, opened) is False
+
+    applied = await runner.run(
+        container, RUNBOOK, line_id=orphan, apply=True, actor="ana", incident_id=incident_id
+    )
+    # The checks pass, but the alert still fires until the next evaluation reads the KPI.
+    assert applied.verified is True
+    async with container.engine.connect() as conn:
+        mitigated = await incidents.get(conn, incident_id)
+    assert mitigated.status is IncidentStatus.MITIGATED
+
+    assert (await kpi_alert())[0] == "clearing"
+    assert await runner.verify_open_incidents(container) == [incident_id]
+    async with container.engine.begin() as conn:
+        resolved = await incidents.get(conn, incident_id)
+        assert resolved.lifecycle.resolved_verified is True
+        await conn.execute(text("UPDATE recon_runs SET match_rate_count = 0.5"))
+    # Firing again while the old alert is still clearing: a new incident, and the alert says so.
+    change, again = await kpi_alert()
+    assert change == "still_firing"
+    assert again is not None
+    assert again != incident_id
+    async with container.engine.connect() as conn:
+        linked = await conn.scalar(
+            text("SELECT incident_id FROM alerts WHERE rule = 'ReconKpiLow' AND status = 'firing'")
+        )
+    assert linked == again
+
+
+async def test_an_incident_about_several_lines_is_verified_on_every_one_of_them(
+    container: Container, db_url: str, tmp_path: Path, orders: InMemoryOrders
+) -> None:
+    _run, ids = await reconciled(container, db_url, tmp_path, orders, [*HEALTHY, ORPHAN])
+    first = await runner.run(container, RUNBOOK, line_id=ids[1], apply=False, actor="ana")
+    await runner.run(
+        container, RUNBOOK, line_id=ids[4], apply=False, actor="ana", incident_id=first.incident_id
+    )
+    async with container.engine.connect() as conn:
+        incident = await incidents.get(conn, first.incident_id)
+    # The first line is matched; the orphan is not: the incident is not recovered.
+    assert incident.external_ids.neon_statement_line == (ids[1], ids[4])
+    assert await runner.verify_incident(container, incident) is False
+
+    await runner.run(
+        container, RUNBOOK, line_id=ids[4], apply=True, actor="ana", incident_id=first.incident_id
+    )
+    async with container.engine.connect() as conn:
+        resolved = await incidents.get(conn, first.incident_id)
+    assert resolved.status is IncidentStatus.RESOLVED
+    assert resolved.lifecycle.resolved_verified is True

@@ -254,8 +254,10 @@ def clock() -> FakeClock:
 
 
 @asynccontextmanager
-async def running(version: str, *, timeout: float = 5.0) -> AsyncIterator[Odoo]:
-    sim = OdooSimulator(OdooSimConfig(version=version), clock=clock())
+async def running(
+    version: str, *, timeout: float = 5.0, first_move_id: int = 1
+) -> AsyncIterator[Odoo]:
+    sim = OdooSimulator(OdooSimConfig(version=version, first_move_id=first_move_id), clock=clock())
     async with (
         serve(create_app(sim)) as base,
         httpx.AsyncClient(base_url=base, timeout=timeout) as http,
@@ -608,6 +610,15 @@ async def test_an_unbalanced_entry_is_refused_and_still_burns_an_id(odoo: Odoo) 
     assert (
         await odoo.create_move(payload("next", line_ids=[line(50, 1.0), line(36, credit=1.0)])) == 3
     )
+
+
+async def test_a_restarted_sandbox_resumes_move_ids_past_the_ones_guardia_remembers() -> None:
+    async with running("16.0", first_move_id=41) as odoo:
+        first = await odoo.create_move(payload("a", line_ids=[line(50, 1.0), line(36, credit=1.0)]))
+        assert first == 41
+        assert [m["id"] for m in odoo.sim.moves()] == [41]
+        # Other models keep their documented sequences (odoo.md §10.3: partners start at 7).
+        assert await odoo.ok("res.partner", "create", [{"name": "Cliente"}]) == 7
 
 
 async def test_amounts_are_compared_as_exact_cents_not_floats(odoo: Odoo) -> None:

@@ -133,6 +133,9 @@ def _backup_alert(name: str) -> Evaluate:
 BACKUP_RUNBOOK = "7-backups-no-se-ejecutan"
 
 
+RECON_LINES_ON_INCIDENT = 20
+
+
 async def _recon_kpi(conn: AsyncConnection, s: Settings, now: datetime) -> Reading:
     row = (
         await conn.execute(
@@ -145,7 +148,17 @@ async def _recon_kpi(conn: AsyncConnection, s: Settings, now: datetime) -> Readi
     if row is None:
         return Reading(1.0, False, {"runs": 0})
     worst = min(float(row.match_rate_count), float(row.match_rate_amount))
-    detail = {"run_id": row.id, "exceptions": row.exceptions}
+    detail: dict[str, Any] = {"run_id": row.id, "exceptions": row.exceptions}
+    if worst < s.recon_kpi_threshold:
+        # The orphan lines go on the incident, so runbook 3 can verify them one by one.
+        orphans = await conn.scalars(
+            text(
+                "SELECT bank_line_id FROM recon_exceptions WHERE run_id = :run AND side = 'bank' "
+                "AND status = 'open' AND bank_line_id IS NOT NULL ORDER BY id LIMIT :n"
+            ),
+            {"run": row.id, "n": RECON_LINES_ON_INCIDENT},
+        )
+        detail["external_ids"] = {"neon_statement_line": list(dict.fromkeys(orphans))}
     return Reading(worst, worst < s.recon_kpi_threshold, detail)
 
 
@@ -384,9 +397,9 @@ async def evaluate_all(
                     await conn.execute(
                         text(
                             "UPDATE alerts SET last_seen_at = :now, value = :v, "
-                            "cleared_since = NULL WHERE id = :id"
+                            "cleared_since = NULL, incident_id = :i WHERE id = :id"
                         ),
-                        {"now": now, "v": reading.value, "id": current.id},
+                        {"now": now, "v": reading.value, "i": incident_id, "id": current.id},
                     )
                     change = "still_firing"
                 out.append(

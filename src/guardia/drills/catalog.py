@@ -4,22 +4,35 @@
   and pulls it (automatic fix); the verifier resolves the incident.
 - odoo-posting: the credit account disappears from Odoo; DeadLettersGrowing detects it; the
   accountant re-creates the account as the runbook guides; the runbook retries the queue.
-- backups: the local backup target stops being writable; the preflight (every minute) detects
+- recon-orphan: a NEON statement arrives whose credit for one Conekta payout carries its
+  reference cut by the bank; the reconciliation leaves it orphan; ReconKpiLow detects it; the
+  on-call follows the runbook (its checks name the payout) and matches the line by hand.
+- backups: the local backup target stops being writable; the preflight (every 30 s) detects
   it; the on-call restores the target; the runbook backs up and verifies.
 """
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
 
+from guardia.core.clock import local_date
 from guardia.drills.harness import DrillEnv, DrillFailed, finish
 from guardia.drills.model import DrillReport
 from guardia.incidents.model import Incident
 from guardia.jobs.tasks import record_backup_preflight
 from guardia.ledger.check import check_ledger, store_report
 from guardia.payments.service import get_order_view
+from guardia.recon import store
+from guardia.recon.importers import import_statement
+from guardia.recon.ledger import build_ledger
+from guardia.recon.match import reconcile
 from guardia.runbooks import runner
 from guardia.runbooks.backups import make_target_unwritable
 from guardia.runbooks.odoo import ACCOUNT_ROLES
@@ -109,6 +122,124 @@ async def odoo_posting(env: DrillEnv, report: DrillReport) -> None:
     )
 
 
+def _bbva_amount(cents: int) -> str:
+    return f"{Decimal(cents) / 100:,.2f}"
+
+
+def _bbva_statement(path: Path, account_day: date, credits: list[tuple[str, int]]) -> None:
+    """A BBVA México export (tab-separated, latin-1; reconciliation.md §3) with one SPEI credit
+    per (concept, cents), the running balance from an opening of 100,000.00 MXN."""
+    balance = 10_000_000
+    rows = ["Día\tConcepto / Referencia\tcargo\tAbono\tSaldo"]
+    for concept, cents in credits:
+        balance += cents
+        cargo, abono = ("", _bbva_amount(cents)) if cents > 0 else (_bbva_amount(-cents), "")
+        rows.append(f"{account_day:%d/%m/%Y}\t{concept}\t{cargo}\t{abono}\t{_bbva_amount(balance)}")
+    path.write_bytes(("\r\n".join(rows) + "\r\n").encode("latin-1"))
+
+
+async def _payouts(env: DrillEnv, report: DrillReport, count: int) -> list[dict[str, Any]]:
+    """`count` paid orders, each paid out by Conekta in a transfer of its own (the first one
+    also takes whatever earlier activity left available)."""
+    transfers = []
+    for n in range(count):
+        if n:
+            # Conekta's timestamps are seconds: a payout's charges must be paid after the
+            # previous payout's second for the payout search to place them (as daily payouts
+            # would be).
+            await asyncio.sleep(1.1)
+        # Amounts differ from run to run so earlier drills' payouts are not look-alikes.
+        order_id = await env.sims.create_order(amount_cents=100_000 + secrets.randbelow(400_000))
+        await env.sims.pay(order_id)
+        transfers.append(await env.sims.payout())
+    report.step(
+        f"paid {count} orders; Conekta paid them out in "
+        + ", ".join(f"{t['id']} (ref {t['statement_reference']})" for t in transfers)
+    )
+    return transfers
+
+
+async def recon_orphan(env: DrillEnv, report: DrillReport) -> None:
+    """A statement whose credit for the last payout carries its reference cut by the bank
+    (6 of 7 digits): the run leaves it orphan; the on-call matches it following the runbook."""
+    spec = runner.get_runbook("recon-orphan")
+    container = env.container
+    transfers = await _payouts(env, report, 3)
+    account = str(transfers[-1]["destination"]["account_number"])
+    day = local_date(datetime.fromtimestamp(int(transfers[-1]["created_at"]), UTC))
+    credits = [
+        (f"SPEI RECIBIDO CONEKTA / {t['statement_reference']}", int(t["amount"])) for t in transfers
+    ]
+    cut = credits[-1][0][:-1]
+    credits[-1] = (cut, credits[-1][1])
+    folder = container.settings.data_dir / "drills"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"recon-orphan-{env.now():%Y%m%dT%H%M%S}-{account[-4:]}.txt"
+    await asyncio.to_thread(_bbva_statement, path, day, credits)
+    url = container.database.direct_url
+    report.injected_at = env.now()
+    imported = await asyncio.to_thread(import_statement, path, "bbva", account=account)
+    statement_id = await asyncio.to_thread(
+        lambda: store.store_statement(
+            url,
+            imported.frame,
+            file_sha256=imported.file_sha256,
+            file_name=path.name,
+            bank="bbva",
+            account=account,
+            balance_breaks=imported.balance_breaks,
+            actor=OPERATOR,
+            now=env.now(),
+        )
+    )
+    orphan = str(imported.frame.get_column("line_id")[-1])
+    report.step(
+        f"imported NEON statement {statement_id} ({path.name}, BBVA layout, {len(credits)} "
+        f"lines); line {orphan} reads {cut!r}: the bank cut "
+        f"{transfers[-1]['statement_reference']} to 6 digits"
+    )
+    started = env.now()
+    ledger = await build_ledger(container.engine, container.conekta, account=account)
+    lines, ids = await asyncio.to_thread(store.load_lines, url, [statement_id])
+    result = reconcile(lines, ledger)
+    run_id = await asyncio.to_thread(
+        lambda: store.store_run(
+            url,
+            result,
+            statement_ids=ids,
+            ledger_source="providers (drill)",
+            actor=OPERATOR,
+            started_at=started,
+            finished_at=env.now(),
+        )
+    )
+    summary = result.summary()
+    report.step(
+        f"reconciliation run {run_id}: {summary['matched_lines']}/{summary['lines']} lines matched"
+    )
+    if orphan in set(result.matches.get_column("bank_line_id")):
+        raise DrillFailed(f"the matcher matched the seeded orphan {orphan}: nothing to drill")
+    incident: Incident = await env.wait_for(
+        "the orphan line to be detected",
+        lambda: env.incident_for(spec, report.injected_at, "neon_statement_line", orphan),
+    )
+    assert incident.id is not None  # noqa: S101 - stored
+    report.incident_id = incident.id
+    report.step(f"incident {incident.id} opened by {incident.fingerprint}")
+    dry = await runner.run(
+        container, spec.name, line_id=orphan, apply=False, actor=OPERATOR, incident_id=incident.id
+    )
+    failing = [f"{c.name}: {c.summary}" for c in dry.checks if c.status.value != "pass"]
+    report.step("runbook dry run: " + " | ".join(failing))
+    applied = await runner.run(
+        container, spec.name, line_id=orphan, apply=True, actor=OPERATOR, incident_id=incident.id
+    )
+    report.step(
+        "runbook --apply: "
+        + "; ".join(f"{a.name}: {', '.join(a.changes) or '-'}" for a in applied.actions)
+    )
+
+
 async def backups(env: DrillEnv, report: DrillReport) -> None:
     """Make the backup target unwritable; the preflight must notice; the on-call restores the
     target and the runbook backs up and verifies."""
@@ -152,6 +283,12 @@ DRILLS: dict[str, Drill] = {
             "the Odoo credit account is removed",
             False,
             odoo_posting,
+        ),
+        Drill(
+            "recon-orphan",
+            "a statement line whose payout reference the bank cut",
+            False,
+            recon_orphan,
         ),
         Drill(
             "backups",

@@ -82,6 +82,11 @@ class Simulators:
         """The customer pays the order."""
         await self.call("POST", f"{self.conekta_url}/_sandbox/orders/{order_id}/pay")
 
+    async def payout(self) -> dict[str, Any]:
+        """Conekta pays out every available transaction to the business account: the transfer."""
+        transfer: dict[str, Any] = await self.call("POST", f"{self.conekta_url}/_sandbox/payouts")
+        return transfer
+
     async def conekta_fault(self, body: dict[str, Any]) -> None:
         """Install a Conekta fault."""
         await self.call("POST", f"{self.conekta_url}/_sandbox/faults", json=body)

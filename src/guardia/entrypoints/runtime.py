@@ -13,6 +13,7 @@ from typing import Any
 
 import structlog
 import uvicorn
+from sqlalchemy import text
 
 from guardia.adapters.postgres.database import Database, upgrade
 from guardia.auth.tokens import Role, hash_token, new_token
@@ -144,7 +145,15 @@ async def up(settings: Settings, *, announce: Callable[[dict[str, Any]], None]) 
                 from guardia.sandbox.odoo import OdooSimConfig, OdooSimulator
                 from guardia.sandbox.odoo import create_app as create_odoo_app
 
-                odoo_sim = OdooSimulator(OdooSimConfig(database=settings.odoo_database))
+                async with container.engine.connect() as conn:
+                    last_move = await conn.scalar(
+                        text("SELECT coalesce(max(odoo_move_id), 0) FROM postings")
+                    )
+                odoo_sim = OdooSimulator(
+                    OdooSimConfig(
+                        database=settings.odoo_database, first_move_id=int(last_move or 0) + 1
+                    )
+                )
                 jobs.append(
                     _server(
                         create_odoo_app(odoo_sim), "127.0.0.1", settings.sandbox_odoo_port

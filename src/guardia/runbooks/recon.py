@@ -42,6 +42,7 @@ from guardia.core.clock import local_date
 from guardia.core.errors import GuardiaError, InvalidInput, NotFound
 from guardia.incidents import service as incidents
 from guardia.incidents.model import Runbook as RunbookId
+from guardia.payments.service import get_order_view
 from guardia.recon import manual
 from guardia.recon.ledger import build_ledger
 from guardia.recon.model import STATEMENT_SCHEMA, EntryKind, MatchConfig
@@ -465,9 +466,18 @@ async def _latest_run(conn: AsyncConnection, statement_id: int) -> int | None:
     return int(run_id) if run_id is not None else None
 
 
-async def _entries(ctx: RunContext, account: str) -> list[Entry]:
-    """The account's transfers and Odoo moves, pulled from the providers once per run."""
-    cache: dict[str, list[Entry]] = ctx.options.setdefault(_LEDGER_CACHE, {})
+@dataclass(frozen=True, slots=True)
+class _Ledger:
+    """The ledger side of one account: matchable entries, and the charges' nets."""
+
+    entries: list[Entry]
+    charge_nets: dict[str, int]
+    charge_memos: dict[str, str]  # the order id, where Guardia stored the charge's payment
+
+
+async def _ledger(ctx: RunContext, account: str) -> _Ledger:
+    """The account's ledger, pulled from the providers once per run of the runbook."""
+    cache: dict[str, _Ledger] = ctx.options.setdefault(_LEDGER_CACHE, {})
     if account in cache:
         return cache[account]
     raw = await build_ledger(ctx.container.engine, ctx.container.conekta, account=account)
@@ -476,23 +486,37 @@ async def _entries(ctx: RunContext, account: str) -> list[Entry]:
         raw.select("entry_id", "reference", "memo", "booked_date"), on="entry_id", how="left"
     )
     kinds = (EntryKind.MOVE.value, EntryKind.TRANSFER.value)
-    cache[account] = [
-        Entry(
-            r["entry_id"],
-            r["kind"],
-            r["account"],
-            int(r["amount_cents"]),
-            r["local_date"],
-            r["booked_date"],
-            r["occurred_at"],
-            r["reference"],
-            r["memo"],
-            _keys(r),
-        )
-        for r in frame.iter_rows(named=True)
-        if r["kind"] in kinds and r["account"] == account and r["local_date"] is not None
-    ]
+    rows = [r for r in frame.iter_rows(named=True) if r["account"] == account]
+    cache[account] = _Ledger(
+        [
+            Entry(
+                r["entry_id"],
+                r["kind"],
+                r["account"],
+                int(r["amount_cents"]),
+                r["local_date"],
+                r["booked_date"],
+                r["occurred_at"],
+                r["reference"],
+                r["memo"],
+                _keys(r),
+            )
+            for r in rows
+            if r["kind"] in kinds and r["local_date"] is not None
+        ],
+        {r["entry_id"]: int(r["net_cents"]) for r in rows if r["kind"] == EntryKind.CHARGE.value},
+        {
+            r["entry_id"]: r["memo"]
+            for r in rows
+            if r["kind"] == EntryKind.CHARGE.value and r["memo"]
+        },
+    )
     return cache[account]
+
+
+async def _entries(ctx: RunContext, account: str) -> list[Entry]:
+    """The account's transfers and Odoo moves."""
+    return (await _ledger(ctx, account)).entries
 
 
 async def _matched_entries(
@@ -793,8 +817,9 @@ async def recon_kpi(ctx: RunContext) -> CheckResult:
     that read it is at least GUARDIA_RECON_KPI_THRESHOLD.
 
     Counted now from the run's lines and matches, the way the run counted them (re-imported
-    lines left out), so manual matches made since the run count: the KPI stored with the run
-    (`recon_kpi`, `recon_runs`) is written once and manual matches do not update it.
+    lines left out), so manual matches made since the run count whatever the KPI stored with
+    the run (`recon_kpi`, `recon_runs`, kept in step by `guardia.recon.manual`) says; the
+    evidence shows both.
     """
     name = "recon_kpi"
     threshold = ctx.container.settings.recon_kpi_threshold
@@ -1041,6 +1066,56 @@ async def _pick(ctx: RunContext, view: View, run_id: int) -> tuple[str, str] | s
     return c.entry.entry_id, "; ".join(why)
 
 
+async def _paid_out(
+    ctx: RunContext, run_id: int, account: str, transfer_id: str
+) -> tuple[tuple[str, ...], str | None]:
+    """The charges the run attributed to an unmatched transfer, when their nets add up to it
+    (a payout explanation); else none, and why they are left for the next run."""
+    async with ctx.container.engine.connect() as conn:
+        charges = tuple(
+            r.ledger_id
+            for r in await conn.execute(
+                text(
+                    "SELECT ledger_id FROM recon_exceptions WHERE run_id = :run "
+                    "AND side = 'ledger' AND status = 'open' AND reason = 'payout_unmatched' "
+                    "AND candidates @> CAST(:transfer AS jsonb) ORDER BY ledger_id"
+                ),
+                {"run": run_id, "transfer": json.dumps([{"transfer_id": transfer_id}])},
+            )
+        )
+    if not charges:
+        return (), None
+    ledger = await _ledger(ctx, account)
+    amount = next((e.amount_cents for e in ledger.entries if e.entry_id == transfer_id), None)
+    nets = sum(ledger.charge_nets.get(c, 0) for c in charges)
+    if amount is not None and all(c in ledger.charge_nets for c in charges) and nets == amount:
+        return charges, None
+    return (), (
+        f"the charges the run placed in {transfer_id} ({', '.join(charges)}) net "
+        f"{_pesos(nets)}, not its {_pesos(amount or 0)}: left open for the next run"
+    )
+
+
+async def _orders(
+    ctx: RunContext, account: str, ledger_ids: Sequence[str]
+) -> tuple[list[str], list[str]]:
+    """(order ids, their correlation ids) behind ledger entries: the orders of the charges and
+    of the Odoo moves Guardia posted."""
+    async with ctx.container.engine.connect() as conn:
+        found = [order for order, _currency in (await _postings(conn, ledger_ids)).values()]
+    memos = (await _ledger(ctx, account)).charge_memos
+    found += [memos[e] for e in ledger_ids if e in memos]
+    orders, correlation = [], []
+    for order_id in dict.fromkeys(found):
+        try:
+            view = await get_order_view(ctx.container.engine, order_id)
+        except NotFound:
+            continue  # a charge Guardia never stored: its memo is the charge id
+        orders.append(order_id)
+        correlation.append(view.correlation_id)
+    return orders, correlation
+
+
 async def _plan(ctx: RunContext) -> _Plan | str:
     """What manual_match would do, or why it would do nothing."""
     view = await _view(ctx)
@@ -1081,18 +1156,9 @@ async def _plan(ctx: RunContext) -> _Plan | str:
     entry_id, why = picked
     charges: tuple[str, ...] = ()
     if entry_id.startswith("conekta:"):
-        async with ctx.container.engine.connect() as conn:
-            charges = tuple(
-                r.ledger_id
-                for r in await conn.execute(
-                    text(
-                        "SELECT ledger_id FROM recon_exceptions WHERE run_id = :run "
-                        "AND side = 'ledger' AND status = 'open' AND reason = 'payout_unmatched' "
-                        "AND candidates @> CAST(:transfer AS jsonb) ORDER BY ledger_id"
-                    ),
-                    {"run": view.run_id, "transfer": json.dumps([{"transfer_id": entry_id}])},
-                )
-            )
+        charges, left = await _paid_out(ctx, view.run_id, line.account, entry_id)
+        if left:
+            why += f"; {left}"
     reason = f"runbook {NAME}"
     if ctx.incident_id is not None:
         reason += f", incident #{ctx.incident_id}"
@@ -1132,6 +1198,7 @@ async def manual_match(ctx: RunContext, apply: bool) -> ActionResult:
             f"; above the approval threshold ({_pesos(threshold)}), it waits for a second "
             "operator (`guardia recon approve`)"
         )
+    orders, correlation = await _orders(ctx, line.account, plan.ledger_ids)
     evidence: dict[str, Any] = {
         "run_id": plan.run_id,
         "bank_line_id": line.line_id,
@@ -1139,8 +1206,14 @@ async def manual_match(ctx: RunContext, apply: bool) -> ActionResult:
         "amount_cents": abs(line.amount_cents),
         "reason": plan.reason,
         "needs_approval": plan.needs_approval,
-        "external_ids": {"neon_statement_line": [line.line_id]},
+        "external_ids": {"neon_statement_line": [line.line_id], "conekta_order": orders},
+        "correlation_ids": correlation,
     }
+    if not correlation:
+        evidence["no_correlation_reason"] = (
+            f"bank line {line.line_id} matched {', '.join(plan.ledger_ids)}: no order of "
+            "Guardia's behind it, so no correlation id exists"
+        )
     if not apply:
         return ActionResult(name, False, [change], evidence)
     async with ctx.container.engine.begin() as conn:

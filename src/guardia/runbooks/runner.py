@@ -3,8 +3,9 @@ step lands on an incident's timeline, and an incident is resolved only when veri
 
 The incident a run writes to is, in order: the one named (`--incident`), else the newest active
 incident of the same runbook about the same subject (order, statement line), else a new one.
-`verify_open_incidents` runs each active incident's verification checks on a schedule and
-resolves it, verified, at the moment they pass.
+An applied run whose verification passes, and `verify_open_incidents` on a schedule, resolve
+the incident (verified, at the moment the checks passed) only when the checks pass for every
+order or statement line it carries and none of its alerts still fires.
 """
 
 from __future__ import annotations
@@ -156,7 +157,12 @@ async def run(
             CheckResult(f"verify:{c.name}", c.status, c.summary, c.evidence) for c in again
         ]
     assert incident.id is not None  # noqa: S101 - a stored incident has an id
-    await _record(container, spec, ctx, incident.id, checks, actions, verified)
+    await _record(container, spec, ctx, incident.id, checks, actions)
+    if verified:
+        # Resolved only when every subject of the incident verifies and no alert of it fires.
+        async with container.engine.connect() as conn:
+            current = await incidents.get(conn, incident.id)
+        await verify_incident(container, current, actor=actor)
     return RunReport(
         spec.name, incident.id, apply, checks, actions, verified, next_step(checks, actions, apply)
     )
@@ -217,7 +223,6 @@ async def _record(
     incident_id: int,
     checks: list[CheckResult],
     actions: list[ActionResult],
-    verified: bool,
 ) -> None:
     author = f"runbook:{spec.name}"
     async with container.engine.begin() as conn:
@@ -241,7 +246,16 @@ async def _record(
         changed = [a for a in actions if a.applied and a.changes]
         found = _subject_ids(ctx).union(_found_ids(checks)).union(_found_ids(actions))
         correlation = _correlation_ids(checks) + _correlation_ids(actions)
-        if changed or correlation or not found.is_empty() or spec.no_correlation_reason:
+        evidence = [r.evidence for r in checks] + [a.evidence for a in actions]
+        no_correlation = spec.no_correlation_reason or next(
+            (
+                str(e["no_correlation_reason"])
+                for e in evidence
+                if e.get("no_correlation_reason") and not correlation
+            ),
+            "",
+        )
+        if changed or correlation or not found.is_empty() or no_correlation:
             await incidents.amend(
                 conn,
                 incident_id,
@@ -255,13 +269,24 @@ async def _record(
                     if changed
                     else None
                 ),
-                no_correlation_id_reason=spec.no_correlation_reason or None,
+                no_correlation_id_reason=no_correlation or None,
                 reason=f"runbook {spec.name}",
             )
         if changed:
             await advance(conn, incident_id, IncidentStatus.MITIGATED, ctx, spec, verified=False)
-        if verified:
-            await advance(conn, incident_id, IncidentStatus.RESOLVED, ctx, spec, verified=True)
+
+
+async def _alert_firing(conn: AsyncConnection, incident_id: int) -> bool:
+    """An alert of the incident still fires (not yet clearing): its symptom is not gone, and
+    resolving now would let the next evaluation open a second incident for it."""
+    firing = await conn.scalar(
+        text(
+            "SELECT count(*) FROM alerts WHERE incident_id = :i AND status = 'firing' "
+            "AND cleared_since IS NULL"
+        ),
+        {"i": incident_id},
+    )
+    return bool(firing)
 
 
 async def advance(
@@ -297,38 +322,38 @@ async def advance(
 async def verify_incident(
     container: Container, incident: Incident, *, actor: str = "verifier"
 ) -> bool | None:
-    """Run the verification checks of an active incident's runbook against the ids it carries;
-    resolve it (verified, at the time the checks passed) when they all pass and none of its
-    alerts still fires. None when its runbook has no verification in code."""
+    """Run the verification checks of an active incident's runbook against each id it carries
+    (every order, every statement line); resolve it (verified, at the time the checks passed)
+    when they all pass and none of its alerts still fires. None when its runbook has no
+    verification in code."""
     spec = BY_RUNBOOK.get(incident.runbook)
     if spec is None or incident.id is None or incident.status not in ACTIVE:
         return None
     ids = incident.external_ids
-    ctx = RunContext(
-        container,
-        actor,
-        container.clock.now(),
-        order_ids=ids.conekta_order,
-        line_ids=ids.neon_statement_line,
-        incident_id=incident.id,
-        opened_at=incident.lifecycle.detected_at,
-    )
-    if spec.needs == "order" and not ctx.order_ids:
+    subjects: list[tuple[tuple[str, ...], tuple[str, ...]]] = [((), ())]
+    if spec.needs == "order":
+        subjects = [((order,), ()) for order in ids.conekta_order]
+    elif spec.needs == "line":
+        subjects = [((), (line,)) for line in ids.neon_statement_line]
+    if not subjects:
         return False
-    if spec.needs == "line" and not ctx.line_ids:
-        return False
-    results = await run_checks(spec, ctx, spec.verification)
-    if not results or any(r.status is not Status.PASS for r in results):
-        return False
-    async with container.engine.begin() as conn:
-        firing = await conn.scalar(
-            text(
-                "SELECT count(*) FROM alerts WHERE incident_id = :i AND status = 'firing' "
-                "AND cleared_since IS NULL"
-            ),
-            {"i": incident.id},
+    results: list[CheckResult] = []
+    for order_ids, line_ids in subjects:
+        ctx = RunContext(
+            container,
+            actor,
+            container.clock.now(),
+            order_ids=order_ids,
+            line_ids=line_ids,
+            incident_id=incident.id,
+            opened_at=incident.lifecycle.detected_at,
         )
-        if firing:
+        found = await run_checks(spec, ctx, spec.verification)
+        if not found or any(r.status is not Status.PASS for r in found):
+            return False
+        results += found
+    async with container.engine.begin() as conn:
+        if await _alert_firing(conn, incident.id):
             return False
         for r in results:
             await incidents.add_note(

@@ -93,6 +93,9 @@ class OdooSimConfig:
     password: str = "bot-password"  # noqa: S105 - sandbox secret; also accepted on execute_kw
     api_keys: tuple[str, ...] = ("odoo-test-api-key",)  # JSON-2 bearer keys, usable as password
     latency_seconds: float = 0.0
+    # account.move ids start here: a database that was used before. `guardia up` passes one
+    # past the highest move Guardia remembers, so a restarted sandbox never reuses a move id.
+    first_move_id: int = 1
 
 
 @dataclass
@@ -116,6 +119,9 @@ class OdooSimulator:
         self.faults = FaultBook()
         self.schemas = build_schema(self.major)
         self.db = seed(self.major, config.login)
+        self.db.sequences["account.move"] = max(
+            self.db.sequences["account.move"], config.first_move_id
+        )
         self.registry = Registry(self.db, self.schemas, self.major, self.clock, self._groups_of)
         self._generation = 0
 
