@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from guardia.bootstrap import Container
 from guardia.core.errors import InvalidInput
 from guardia.entrypoints.recon_cli import write_generic_statement
 from guardia.recon import store
-from guardia.recon.importers import ColumnMapping, import_statement
+from guardia.recon.importers import ColumnMapping
 from guardia.recon.match import reconcile
 from guardia.recon.synth import NoiseConfig, generate
 
@@ -25,20 +26,16 @@ def import_all(url: str, out: Path) -> list[int]:
     ids = []
     for path in sorted(out.glob("statement-*.csv")):
         account = path.stem.removeprefix("statement-")
-        imported = import_statement(path, "generic", account=account, mapping=mapping)
-        ids.append(
-            store.store_statement(
-                url,
-                imported.frame,
-                file_sha256=imported.file_sha256,
-                file_name=path.name,
-                bank="generic",
-                account=account,
-                balance_breaks=imported.balance_breaks,
-                actor="test",
-                now=datetime.now(UTC),
-            )
+        statement_id, _ = store.import_file(
+            url,
+            path,
+            bank="generic",
+            account=account,
+            mapping=mapping,
+            actor="test",
+            now=datetime.now(UTC),
         )
+        ids.append(statement_id)
     return ids
 
 
@@ -186,3 +183,43 @@ async def test_manual_matches_need_a_reason_a_second_operator_above_the_threshol
     report = await audit.verify(container.engine)
     assert report.ok
     assert report.entries == 4
+
+
+def test_the_cli_imports_a_file_once_runs_it_and_names_an_unreadable_ledger(
+    db_url: str, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from guardia.entrypoints.recon_cli import app
+
+    data = generate(120, 5, NoiseConfig())
+    write_generic_statement(data.statement, tmp_path)
+    data.ledger.write_parquet(tmp_path / "ledger.parquet")
+    path = sorted(tmp_path.glob("statement-*.csv"))[0]
+    account = path.stem.removeprefix("statement-")
+    env = {"GUARDIA_DATABASE_URL": db_url, "GUARDIA_DATA_DIR": str(tmp_path / "guardia")}
+    runner = CliRunner()
+    args = ["import", str(path), "--bank", "generic", "--account", account]
+    args += ["--mapping", str(tmp_path / "mapping.json"), "--json"]
+
+    first = runner.invoke(app, args, env=env)
+    assert first.exit_code == 0, first.output
+    imported = json.loads(first.stdout)
+    rows = data.statement.filter(pl.col("account") == account).height
+    assert imported["lines"] == rows
+    again = runner.invoke(app, args, env=env)
+    assert again.exit_code == 1
+    assert f"already imported as statement {imported['statement_id']}" in again.output
+
+    ran = runner.invoke(
+        app, ["run", "--ledger", str(tmp_path / "ledger.parquet"), "--json"], env=env
+    )
+    assert ran.exit_code == 0, ran.output
+    summary = json.loads(ran.stdout)
+    assert summary["lines"] <= rows
+    assert store.kpi_report(db_url).run["id"] == summary["run_id"]
+
+    missing = runner.invoke(app, ["run", "--ledger", str(tmp_path / "nope.parquet")], env=env)
+    assert missing.exit_code == 1
+    assert "cannot read it" in missing.output
+    assert "Traceback" not in missing.output

@@ -22,7 +22,6 @@ from guardia.incidents.model import IncidentStatus
 from guardia.payments.fakes import InMemoryOrders
 from guardia.recon import manual, store
 from guardia.recon.ledger import build_ledger
-from guardia.recon.match import reconcile
 from guardia.recon.model import STATEMENT_SCHEMA
 from guardia.recon.ports import SettlementTransaction, SettlementTransfer
 from guardia.runbooks import runner
@@ -113,18 +112,11 @@ async def reconciled(
                 transfer_id, "paid_out", cents, reference, f"Conekta {reference}", ACCOUNT, moment
             )
         )
-    frame, statement_ids = store.load_lines(db_url)
     ledger = await build_ledger(container.engine, orders, account=ACCOUNT)
-    now = datetime.now(UTC)
-    run_id = store.store_run(
-        db_url,
-        reconcile(frame, ledger),
-        statement_ids=statement_ids,
-        ledger_source="providers",
-        actor="test",
-        started_at=now,
-        finished_at=now,
+    run_id, _ = store.run_and_store(
+        db_url, ledger, ledger_source="providers", actor="test", clock=lambda: datetime.now(UTC)
     )
+    frame, _ = store.load_lines(db_url)
     return run_id, dict(zip(frame.get_column("row_no"), frame.get_column("line_id"), strict=True))
 
 

@@ -23,21 +23,16 @@ from pathlib import Path
 from typing import Any
 
 from guardia.core.clock import local_date
-from guardia.drills.harness import DrillEnv, DrillFailed, finish
+from guardia.drills.harness import OPERATOR, DrillEnv, DrillFailed, finish
 from guardia.drills.model import DrillReport
-from guardia.incidents.model import Incident
 from guardia.jobs.tasks import record_backup_preflight
 from guardia.ledger.check import check_ledger, store_report
 from guardia.payments.service import get_order_view
 from guardia.recon import store
-from guardia.recon.importers import import_statement
 from guardia.recon.ledger import build_ledger
-from guardia.recon.match import reconcile
 from guardia.runbooks import runner
 from guardia.runbooks.backups import make_target_unwritable
 from guardia.runbooks.odoo import ACCOUNT_ROLES
-
-OPERATOR = "drill:on-call"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,12 +68,7 @@ async def conekta_webhook(env: DrillEnv, report: DrillReport) -> None:
     await env.sims.conekta_fault({"kind": "drop", "order_id": order_id})
     await env.sims.pay(order_id)
     report.step(f"dropped every delivery for {order_id}, then paid it")
-    incident: Incident = await env.wait_for(
-        "the lost webhook to be detected",
-        lambda: env.incident_for(spec, report.injected_at, "conekta_order", order_id),
-    )
-    report.incident_id = incident.id
-    report.step(f"incident {incident.id} opened by {incident.fingerprint}")
+    await env.detected(spec, report, "the lost webhook to be detected", "conekta_order", order_id)
 
 
 async def odoo_posting(env: DrillEnv, report: DrillReport) -> None:
@@ -93,15 +83,11 @@ async def odoo_posting(env: DrillEnv, report: DrillReport) -> None:
     order_id = await env.sims.create_order()
     await env.sims.pay(order_id)
     report.step(f"paid order {order_id}: its posting needs {code}")
-    incident: Incident = await env.wait_for(
-        "the failed posting to be detected",
-        lambda: env.incident_for(spec, report.injected_at, "conekta_order", order_id),
+    incident_id = await env.detected(
+        spec, report, "the failed posting to be detected", "conekta_order", order_id
     )
-    assert incident.id is not None  # noqa: S101 - stored
-    report.incident_id = incident.id
-    report.step(f"incident {incident.id} opened by {incident.fingerprint}")
     dry = await runner.run(
-        env.container, spec.name, apply=False, actor=OPERATOR, incident_id=incident.id
+        env.container, spec.name, apply=False, actor=OPERATOR, incident_id=incident_id
     )
     guide = next(a for a in dry.actions if a.name == "create_missing_account").evidence
     report.step(f"runbook dry run: {guide.get('guide') or guide}")
@@ -113,13 +99,7 @@ async def odoo_posting(env: DrillEnv, report: DrillReport) -> None:
         env.container.engine,
         await check_ledger(env.container.odoo, env.container.ledger_config),
     )
-    applied = await runner.run(
-        env.container, spec.name, apply=True, actor=OPERATOR, incident_id=incident.id
-    )
-    report.step(
-        "runbook --apply: "
-        + "; ".join(f"{a.name}: {', '.join(a.changes) or '-'}" for a in applied.actions)
-    )
+    await env.apply(spec, report)
 
 
 def _bbva_amount(cents: int) -> str:
@@ -178,18 +158,9 @@ async def recon_orphan(env: DrillEnv, report: DrillReport) -> None:
     await asyncio.to_thread(_bbva_statement, path, day, credits)
     url = container.database.direct_url
     report.injected_at = env.now()
-    imported = await asyncio.to_thread(import_statement, path, "bbva", account=account)
-    statement_id = await asyncio.to_thread(
-        lambda: store.store_statement(
-            url,
-            imported.frame,
-            file_sha256=imported.file_sha256,
-            file_name=path.name,
-            bank="bbva",
-            account=account,
-            balance_breaks=imported.balance_breaks,
-            actor=OPERATOR,
-            now=env.now(),
+    statement_id, imported = await asyncio.to_thread(
+        lambda: store.import_file(
+            url, path, bank="bbva", account=account, actor=OPERATOR, now=env.now()
         )
     )
     orphan = str(imported.frame.get_column("line_id")[-1])
@@ -198,19 +169,15 @@ async def recon_orphan(env: DrillEnv, report: DrillReport) -> None:
         f"lines); line {orphan} reads {cut!r}: the bank cut "
         f"{transfers[-1]['statement_reference']} to 6 digits"
     )
-    started = env.now()
     ledger = await build_ledger(container.engine, container.conekta, account=account)
-    lines, ids = await asyncio.to_thread(store.load_lines, url, [statement_id])
-    result = reconcile(lines, ledger)
-    run_id = await asyncio.to_thread(
-        lambda: store.store_run(
+    run_id, result = await asyncio.to_thread(
+        lambda: store.run_and_store(
             url,
-            result,
-            statement_ids=ids,
+            ledger,
+            statement_ids=[statement_id],
             ledger_source="providers (drill)",
             actor=OPERATOR,
-            started_at=started,
-            finished_at=env.now(),
+            clock=env.now,
         )
     )
     summary = result.summary()
@@ -219,25 +186,15 @@ async def recon_orphan(env: DrillEnv, report: DrillReport) -> None:
     )
     if orphan in set(result.matches.get_column("bank_line_id")):
         raise DrillFailed(f"the matcher matched the seeded orphan {orphan}: nothing to drill")
-    incident: Incident = await env.wait_for(
-        "the orphan line to be detected",
-        lambda: env.incident_for(spec, report.injected_at, "neon_statement_line", orphan),
+    incident_id = await env.detected(
+        spec, report, "the orphan line to be detected", "neon_statement_line", orphan
     )
-    assert incident.id is not None  # noqa: S101 - stored
-    report.incident_id = incident.id
-    report.step(f"incident {incident.id} opened by {incident.fingerprint}")
     dry = await runner.run(
-        container, spec.name, line_id=orphan, apply=False, actor=OPERATOR, incident_id=incident.id
+        container, spec.name, line_id=orphan, apply=False, actor=OPERATOR, incident_id=incident_id
     )
     failing = [f"{c.name}: {c.summary}" for c in dry.checks if c.status.value != "pass"]
     report.step("runbook dry run: " + " | ".join(failing))
-    applied = await runner.run(
-        container, spec.name, line_id=orphan, apply=True, actor=OPERATOR, incident_id=incident.id
-    )
-    report.step(
-        "runbook --apply: "
-        + "; ".join(f"{a.name}: {', '.join(a.changes) or '-'}" for a in applied.actions)
-    )
+    await env.apply(spec, report, line_id=orphan)
 
 
 async def backups(env: DrillEnv, report: DrillReport) -> None:
@@ -248,24 +205,12 @@ async def backups(env: DrillEnv, report: DrillReport) -> None:
     undo = await asyncio.to_thread(make_target_unwritable, env.container.settings)
     try:
         report.step("replaced the local backup directory by a read-only file")
-        incident: Incident = await env.wait_for(
-            "the broken backup target to be detected",
-            lambda: env.incident_for(spec, report.injected_at, None, None),
-        )
-        report.incident_id = incident.id
-        report.step(f"incident {incident.id} opened by {incident.fingerprint}")
+        await env.detected(spec, report, "the broken backup target to be detected")
     finally:
         await asyncio.to_thread(undo)
     report.step("restored the backup directory")
-    assert report.incident_id is not None  # noqa: S101 - set above
-    applied = await runner.run(
-        env.container, spec.name, apply=True, actor=OPERATOR, incident_id=report.incident_id
-    )
-    report.step(
-        "runbook --apply: "
-        + "; ".join(f"{a.name}: {', '.join(a.changes) or '-'}" for a in applied.actions)
-    )
-    # The preflight runs every minute; the on-call re-runs it now so the alert can clear.
+    await env.apply(spec, report)
+    # The preflight runs every 30 s; the on-call re-runs it now so the alert can clear.
     await record_backup_preflight(env.container)
 
 

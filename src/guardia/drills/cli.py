@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -20,29 +21,36 @@ console = Console()
 
 DETECT_TARGET_S = 60.0
 RECOVER_TARGET_S = 300.0
+TABLE_WIDTH = 110
 
 
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}"
+def _fmt(value: float | None, target: float | None = None) -> str:
+    if value is None:
+        return "-"
+    return f"[red]{value:.1f}[/red]" if target is not None and value > target else f"{value:.1f}"
 
 
 def report_table(reports: list[DrillReport]) -> Table:
-    """The drill table: detect / mitigate / recover seconds, verified, evidence."""
-    table = Table(title="drills (seconds from injection)")
-    for col in ("drill", "rb", "inc", "detect", "mitigate", "recover", "auto fix", "evidence"):
-        table.add_column(col)
-    table.add_column("result")
+    """The drill table: detect / mitigate / verified recovery seconds (red beyond the targets:
+    detect ≤ 60 s, verified recovery ≤ 5 min), who fixed it, evidence."""
+    table = Table(title="drills (seconds from injection)", box=box.SIMPLE_HEAD)
+    table.add_column("drill", no_wrap=True, min_width=15)
+    table.add_column("incident", justify="right", no_wrap=True)
+    for col in ("detect", "mitigate", "recover"):
+        table.add_column(col, justify="right", no_wrap=True, min_width=len(col))
+    table.add_column("fix", no_wrap=True, min_width=7)
+    table.add_column("evidence", min_width=8)
+    table.add_column("result", min_width=8)
     for r in reports:
         table.add_row(
             r.name,
-            r.runbook.split("-")[0],
             str(r.incident_id or "-"),
-            _fmt(r.time_to_detect),
+            _fmt(r.time_to_detect, DETECT_TARGET_S),
             _fmt(r.time_to_mitigate),
-            _fmt(r.time_to_recover),
-            "yes" if r.automatic_fix else "on-call",
+            _fmt(r.time_to_recover, RECOVER_TARGET_S),
+            "auto" if r.automatic_fix else "on-call",
             "complete" if r.evidence_complete else f"missing {', '.join(r.evidence_missing)}",
-            "recovered" if r.recovered else f"FAILED: {r.error or 'not verified'}",
+            "verified" if r.recovered else f"FAILED: {r.error or 'not verified'}",
         )
     return table
 
@@ -85,7 +93,8 @@ def drill(
     if as_json:
         typer.echo(json.dumps([r.as_dict() for r in reports], indent=2))
     else:
-        console.print(report_table(reports))
+        # Wide enough for every column even when piped (Rich would squeeze it into 80).
+        Console(width=max(console.width, TABLE_WIDTH)).print(report_table(reports))
         console.print(f"report: {path}")
     if not all(r.recovered and r.evidence_complete for r in reports):
         raise typer.Exit(code=1)

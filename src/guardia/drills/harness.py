@@ -29,9 +29,11 @@ from guardia.incidents.model import (
     PostMortem,
     missing_for_close,
 )
+from guardia.runbooks import runner
 from guardia.runbooks.model import RunbookSpec
 
 CONEKTA_ACCEPT = "application/vnd.conekta-v2.2.0+json"
+OPERATOR = "drill:on-call"
 
 
 class DrillFailed(GuardiaError):
@@ -160,6 +162,39 @@ class DrillEnv:
                 ):
                     return incident
         return None
+
+    async def detected(
+        self,
+        spec: RunbookSpec,
+        report: DrillReport,
+        what: str,
+        provider_field: str | None = None,
+        value: str | None = None,
+    ) -> int:
+        """Wait for the runbook's incident (about `value`) detected since the injection; put it
+        on the report and return its id."""
+        incident: Incident = await self.wait_for(
+            what, lambda: self.incident_for(spec, report.injected_at, provider_field, value)
+        )
+        assert incident.id is not None  # noqa: S101 - a stored incident has an id
+        report.incident_id = incident.id
+        report.step(f"incident {incident.id} opened by {incident.fingerprint}")
+        return incident.id
+
+    async def apply(self, spec: RunbookSpec, report: DrillReport, **subject: Any) -> None:
+        """The on-call runs the runbook with --apply on the drill's incident."""
+        applied = await runner.run(
+            self.container,
+            spec.name,
+            apply=True,
+            actor=OPERATOR,
+            incident_id=report.incident_id,
+            **subject,
+        )
+        report.step(
+            "runbook --apply: "
+            + "; ".join(f"{a.name}: {', '.join(a.changes) or '-'}" for a in applied.actions)
+        )
 
     async def incident(self, incident_id: int) -> Incident:
         """An incident by id."""

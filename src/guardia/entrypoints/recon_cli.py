@@ -23,9 +23,8 @@ from guardia.core.errors import GuardiaError, InvalidInput
 from guardia.core.logging import configure_logging
 from guardia.entrypoints.cli_support import with_container
 from guardia.recon import manual, store
-from guardia.recon.importers import BANKS, ColumnMapping, import_statement
+from guardia.recon.importers import BANKS, ColumnMapping
 from guardia.recon.ledger import build_ledger
-from guardia.recon.match import reconcile
 from guardia.recon.model import LEDGER_SCHEMA
 from guardia.recon.normalize import conform
 from guardia.recon.score import score
@@ -73,24 +72,15 @@ def import_(
     database, url = _url()
     try:
         with _progress() as progress:
-            progress.add_task(f"parsing {file.name}", total=None)
-            imported = import_statement(
-                file,
-                bank,
-                account=account,
-                mapping=ColumnMapping.from_file(mapping) if mapping else None,
-            )
-            progress.add_task(f"storing {imported.lines} lines", total=None)
-            statement_id = store.store_statement(
+            statement_id, imported = store.import_file(
                 url,
-                imported.frame,
-                file_sha256=imported.file_sha256,
-                file_name=file.name,
+                file,
                 bank=bank,
                 account=account,
-                balance_breaks=imported.balance_breaks,
+                mapping=ColumnMapping.from_file(mapping) if mapping else None,
                 actor=f"cli:{getpass.getuser()}",
                 now=datetime.now(UTC),
+                step=lambda what: progress.add_task(what, total=None),
             )
     except GuardiaError as exc:
         raise _fail(exc) from exc
@@ -110,7 +100,10 @@ def import_(
 
 
 def _read_ledger(path: Path) -> pl.DataFrame:
-    frame = pl.read_parquet(path) if path.suffix == ".parquet" else pl.read_csv(path)
+    try:
+        frame = pl.read_parquet(path) if path.suffix == ".parquet" else pl.read_csv(path)
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise InvalidInput(f"ledger {path}: cannot read it: {exc}") from exc
     return conform(frame, LEDGER_SCHEMA, "ledger")
 
 
@@ -124,27 +117,17 @@ def run(
 ) -> None:
     """Reconcile the imported statements against the ledger; store KPI, matches, exceptions."""
     database, url = _url()
-    started = datetime.now(UTC)
     try:
+        entries = _read_ledger(ledger)
         with _progress() as progress:
-            progress.add_task("loading statement lines and ledger", total=None)
-            lines, ids = store.load_lines(url, statement or ())
-            if lines.is_empty():
-                raise InvalidInput("no statement lines: run `guardia recon import` first")
-            entries = _read_ledger(ledger)
-            progress.add_task(
-                f"matching {lines.height} lines x {entries.height} entries", total=None
-            )
-            result = reconcile(lines, entries)
-            progress.add_task("storing the run", total=None)
-            run_id = store.store_run(
+            run_id, result = store.run_and_store(
                 url,
-                result,
-                statement_ids=ids,
+                entries,
+                statement_ids=statement or (),
                 ledger_source=ledger.name,
                 actor=f"cli:{getpass.getuser()}",
-                started_at=started,
-                finished_at=datetime.now(UTC),
+                clock=lambda: datetime.now(UTC),
+                step=lambda what: progress.add_task(what, total=None),
             )
     except GuardiaError as exc:
         raise _fail(exc) from exc

@@ -8,9 +8,10 @@ one transaction: nothing partial is stored.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -18,7 +19,8 @@ import psycopg
 from psycopg.rows import dict_row
 
 from guardia.core.errors import InvalidInput, NotFound
-from guardia.recon.match import ReconResult
+from guardia.recon.importers import ColumnMapping, ImportedStatement, import_statement
+from guardia.recon.match import ReconResult, reconcile
 from guardia.recon.model import (
     BALANCE_BREAK_SCHEMA,
     EXCEPTION_SCHEMA,
@@ -72,6 +74,69 @@ def store_statement(
             for values in frame.select(LINE_COLUMNS).iter_rows():
                 copy.write_row((statement_id, *values))
     return statement_id
+
+
+def import_file(
+    url: str,
+    path: Path,
+    *,
+    bank: str,
+    account: str,
+    mapping: ColumnMapping | None = None,
+    actor: str,
+    now: datetime,
+    step: Callable[[str], object] = lambda _: None,
+) -> tuple[int, ImportedStatement]:
+    """Read a bank export (`guardia.recon.importers`) and store it; (statement id, what was
+    read). Nothing is stored when the file is bad or was imported before. `step` hears what
+    is being done (a progress display)."""
+    step(f"parsing {path.name}")
+    imported = import_statement(path, bank, account=account, mapping=mapping)
+    step(f"storing {imported.lines} lines")
+    statement_id = store_statement(
+        url,
+        imported.frame,
+        file_sha256=imported.file_sha256,
+        file_name=path.name,
+        bank=bank,
+        account=account,
+        balance_breaks=imported.balance_breaks,
+        actor=actor,
+        now=now,
+    )
+    return statement_id, imported
+
+
+def run_and_store(
+    url: str,
+    ledger: pl.DataFrame,
+    *,
+    statement_ids: Sequence[int] = (),
+    ledger_source: str,
+    actor: str,
+    clock: Callable[[], datetime],
+    step: Callable[[str], object] = lambda _: None,
+) -> tuple[int, ReconResult]:
+    """Reconcile the stored lines of `statement_ids` (default: every statement) against
+    `ledger` and store the run; (run id, result). `step` hears what is being done."""
+    started = clock()
+    step("loading statement lines")
+    lines, ids = load_lines(url, statement_ids)
+    if lines.is_empty():
+        raise InvalidInput("no statement lines: run `guardia recon import` first")
+    step(f"matching {lines.height} lines x {ledger.height} entries")
+    result = reconcile(lines, ledger)
+    step("storing the run")
+    run_id = store_run(
+        url,
+        result,
+        statement_ids=ids,
+        ledger_source=ledger_source,
+        actor=actor,
+        started_at=started,
+        finished_at=clock(),
+    )
+    return run_id, result
 
 
 def load_lines(url: str, statement_ids: Sequence[int] = ()) -> tuple[pl.DataFrame, list[int]]:
