@@ -337,6 +337,9 @@ async def verify_incident(
         subjects = [((), (line,)) for line in ids.neon_statement_line]
     if not subjects:
         return False
+    async with container.engine.connect() as conn:
+        if await _alert_firing(conn, incident.id):
+            return False  # not recovered; and the checks (a backup preflight…) are not free
     results: list[CheckResult] = []
     for order_ids, line_ids in subjects:
         ctx = RunContext(
