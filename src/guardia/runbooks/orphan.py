@@ -50,9 +50,7 @@ from guardia.recon.normalize import (
     signed_amount_cents,
     unit_swap,
 )
-from guardia.runbooks.model import (
-    RunContext,
-)
+from guardia.runbooks.model import RunContext
 
 SCAN_DAYS: Final = 15
 MIN_FRAGMENT: Final = 5
