@@ -35,7 +35,6 @@ import hashlib
 import json
 import os
 import platform
-import resource
 import secrets
 import signal
 import subprocess
@@ -52,7 +51,17 @@ from typing import Any
 
 import httpx
 import psycopg
-from common import free_port, percentile, postgres_server, scratch_database
+from common import (
+    find_postmaster,
+    free_port,
+    own_cpu_seconds,
+    percentile,
+    postgres_cpu_seconds,
+    postgres_server,
+    process_cpu_seconds,
+    scratch_database,
+    system_busy_seconds,
+)
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -123,71 +132,9 @@ def dist_ms(values: list[float]) -> dict[str, float | None]:
 # --- CPU accounting -------------------------------------------------------------------------
 
 
-def _proc_stat(pid: int) -> list[str] | None:
-    """The fields of /proc/<pid>/stat after the command name (None if unreadable)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-
-
-def process_cpu_seconds(pid: int) -> float | None:
-    """User + system CPU of a live process, every thread included (clock ticks)."""
-    fields = _proc_stat(pid)
-    if fields is None:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def cpu_of(pid: int) -> Callable[[], float | None]:
     """A reader of one process's CPU seconds."""
     return lambda: process_cpu_seconds(pid)
-
-
-def postgres_cpu_seconds(postmaster_pid: int) -> float | None:
-    """CPU of a local PostgreSQL: postmaster, live children, and children already reaped."""
-    own, fields = process_cpu_seconds(postmaster_pid), _proc_stat(postmaster_pid)
-    if own is None or fields is None:
-        return None
-    total = own + (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")  # reaped
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            child = _proc_stat(int(entry.name))
-            if child is not None and int(child[1]) == postmaster_pid:
-                total += process_cpu_seconds(int(entry.name)) or 0.0
-    return total
-
-
-def find_postmaster(db_url: str) -> int | None:
-    """The postmaster pid when PostgreSQL runs on this machine, else None."""
-    with psycopg.connect(db_url) as conn:
-        row = conn.execute("SELECT pg_backend_pid()").fetchone()
-        fields = _proc_stat(int(row[0]) if row else 0)  # read while the backend is alive
-        if fields is None:
-            return None
-        parent = int(fields[1])
-        try:
-            command = Path(f"/proc/{parent}/cmdline").read_bytes()
-        except OSError:
-            return None
-    return parent if b"postgres" in command else None
-
-
-def own_cpu_seconds() -> float:
-    """User + system CPU of this process (the load generator, and the baseline's client)."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def system_busy_seconds() -> float | None:
-    """Busy CPU time of the whole machine (every process, including other tenants)."""
-    try:
-        first = Path("/proc/stat").read_text().splitlines()[0].split()
-    except OSError:
-        return None
-    values = [int(v) for v in first[1:]]
-    idle = values[3] + (values[4] if len(values) > 4 else 0)
-    return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 @contextlib.contextmanager

@@ -162,7 +162,9 @@ async def run(
         # Resolved only when every subject of the incident verifies and no alert of it fires.
         async with container.engine.connect() as conn:
             current = await incidents.get(conn, incident.id)
-        await verify_incident(container, current, actor=actor)
+        await verify_incident(
+            container, current, actor=actor, passed={(ctx.order_ids, ctx.line_ids): again}
+        )
     return RunReport(
         spec.name, incident.id, apply, checks, actions, verified, next_step(checks, actions, apply)
     )
@@ -319,18 +321,26 @@ async def advance(
     return True
 
 
+Subject = tuple[tuple[str, ...], tuple[str, ...]]  # (order ids, statement line ids)
+
+
 async def verify_incident(
-    container: Container, incident: Incident, *, actor: str = "verifier"
+    container: Container,
+    incident: Incident,
+    *,
+    actor: str = "verifier",
+    passed: dict[Subject, list[CheckResult]] | None = None,
 ) -> bool | None:
     """Run the verification checks of an active incident's runbook against each id it carries
     (every order, every statement line); resolve it (verified, at the time the checks passed)
     when they all pass and none of its alerts still fires. None when its runbook has no
-    verification in code."""
+    verification in code. `passed` holds verification results a caller has just seen pass for
+    a subject: they are not run again."""
     spec = BY_RUNBOOK.get(incident.runbook)
     if spec is None or incident.id is None or incident.status not in ACTIVE:
         return None
     ids = incident.external_ids
-    subjects: list[tuple[tuple[str, ...], tuple[str, ...]]] = [((), ())]
+    subjects: list[Subject] = [((), ())]
     if spec.needs == "order":
         subjects = [((order,), ()) for order in ids.conekta_order]
     elif spec.needs == "line":
@@ -351,7 +361,9 @@ async def verify_incident(
             incident_id=incident.id,
             opened_at=incident.lifecycle.detected_at,
         )
-        found = await run_checks(spec, ctx, spec.verification)
+        found = (passed or {}).get((order_ids, line_ids)) or await run_checks(
+            spec, ctx, spec.verification
+        )
         if not found or any(r.status is not Status.PASS for r in found):
             return False
         results += found

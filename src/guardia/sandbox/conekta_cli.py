@@ -6,7 +6,6 @@ Mounted by the lead as `guardia sandbox conekta ...`; also runnable as
 
 from __future__ import annotations
 
-import json
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from guardia.sandbox.cli_support import call, emit_json
 from guardia.sandbox.conekta.simulator import DEFAULT_API_KEY
 
 DEFAULT_URL = "http://127.0.0.1:8101"
@@ -26,7 +26,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 console = Console()
-err_console = Console(stderr=True)
 
 UrlOption = Annotated[
     str, typer.Option("--url", envvar="GUARDIA_CONEKTA_SIM_URL", help="Simulator base URL.")
@@ -58,34 +57,22 @@ class FaultKind(StrEnum):
     api_error = "api_error"
 
 
+def _conekta_refusal(response: httpx.Response, payload: Any) -> str:
+    if isinstance(payload, dict) and payload.get("details"):
+        first = payload["details"][0]
+        return f"{payload.get('type')}: {first.get('debug_message') or first.get('message')}"
+    return response.text
+
+
 def _call(
     method: str, url: str, path: str, *, api_key: str | None = None, body: object = None
 ) -> Any:
     headers = {"Accept": "application/vnd.conekta-v2.2.0+json"}
     if api_key is not None:
         headers["Authorization"] = f"Bearer {api_key}"
-    try:
-        with httpx.Client(base_url=url, timeout=httpx.Timeout(10.0, connect=3.0)) as client:
-            response = client.request(method, path, json=body, headers=headers)
-    except httpx.HTTPError as exc:
-        err_console.print(f"[red]Cannot reach the simulator at {url}: {exc}[/red]")
-        raise typer.Exit(2) from exc
-    try:
-        payload = response.json()
-    except ValueError:
-        payload = response.text
-    if response.is_error:
-        message = response.text
-        if isinstance(payload, dict) and payload.get("details"):
-            first = payload["details"][0]
-            message = f"{payload.get('type')}: {first.get('debug_message') or first.get('message')}"
-        err_console.print(f"[red]HTTP {response.status_code}[/red] {message}")
-        raise typer.Exit(1)
-    return payload
-
-
-def _emit_json(payload: object) -> None:
-    typer.echo(json.dumps(payload, ensure_ascii=False, indent=2))
+    return call(
+        "simulator", method, url, path, body=body, headers=headers, refusal=_conekta_refusal
+    )
 
 
 def _reference(order: dict[str, Any]) -> str:
@@ -100,7 +87,7 @@ def _reference(order: dict[str, Any]) -> str:
 
 def _show_order(order: dict[str, Any], as_json: bool) -> None:
     if as_json:
-        _emit_json(order)
+        emit_json(order)
         return
     console.print(
         f"[bold]{order['id']}[/bold] {order['payment_status']} "
@@ -196,7 +183,7 @@ def fault(
             body[key] = value
     created = _call("POST", url, "/_sandbox/faults", body=body)
     if as_json:
-        _emit_json(created)
+        emit_json(created)
         return
     scope = created["order_id"] or "all orders"
     remaining = "unlimited" if created["remaining"] is None else created["remaining"]
@@ -208,7 +195,7 @@ def clear_faults(url: UrlOption = DEFAULT_URL, as_json: JsonOption = False) -> N
     """Remove every fault, releasing held events."""
     result = _call("DELETE", url, "/_sandbox/faults")
     if as_json:
-        _emit_json(result)
+        emit_json(result)
         return
     console.print(f"Cleared {result['cleared']} fault(s); released {result['released']} event(s).")
 
@@ -218,7 +205,7 @@ def deliveries(url: UrlOption = DEFAULT_URL, as_json: JsonOption = False) -> Non
     """Show every webhook delivery attempt."""
     rows = _call("GET", url, "/_sandbox/deliveries")
     if as_json:
-        _emit_json(rows)
+        emit_json(rows)
         return
     table = Table(title=f"Conekta simulator deliveries ({len(rows)})")
     for column in ("time (UTC)", "type", "event_id", "order_id", "kind", "#", "result", "sig"):

@@ -6,7 +6,6 @@ Mounted by the lead as `guardia sandbox odoo ...`; also runnable as
 
 from __future__ import annotations
 
-import json
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -14,6 +13,8 @@ import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from guardia.sandbox.cli_support import call, emit_json
 
 DEFAULT_URL = "http://127.0.0.1:8102"
 DEFAULT_PORT = 8102
@@ -23,7 +24,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 console = Console()
-err_console = Console(stderr=True)
 
 UrlOption = Annotated[
     str, typer.Option("--url", envvar="GUARDIA_ODOO_SIM_URL", help="Simulator base URL.")
@@ -55,26 +55,12 @@ class Version(StrEnum):
     v19 = "19.0"
 
 
+def _odoo_refusal(_response: httpx.Response, payload: Any) -> str:
+    return str(payload.get("detail") if isinstance(payload, dict) else payload)
+
+
 def _call(method: str, url: str, path: str, *, body: object = None) -> Any:
-    try:
-        with httpx.Client(base_url=url, timeout=httpx.Timeout(10.0, connect=3.0)) as client:
-            response = client.request(method, path, json=body)
-    except httpx.HTTPError as exc:
-        err_console.print(f"[red]Cannot reach the Odoo simulator at {url}: {exc}[/red]")
-        raise typer.Exit(2) from exc
-    try:
-        payload = response.json()
-    except ValueError:
-        payload = response.text
-    if response.is_error:
-        detail = payload.get("detail") if isinstance(payload, dict) else payload
-        err_console.print(f"[red]HTTP {response.status_code}[/red] {detail}")
-        raise typer.Exit(1)
-    return payload
-
-
-def _emit_json(payload: object) -> None:
-    typer.echo(json.dumps(payload, ensure_ascii=False, indent=2))
+    return call("Odoo simulator", method, url, path, body=body, refusal=_odoo_refusal)
 
 
 @app.command()
@@ -144,7 +130,7 @@ def fault(
             body[key] = value
     created = _call("POST", url, "/_sandbox/faults", body=body)
     if as_json:
-        _emit_json(created)
+        emit_json(created)
         return
     scope = f" {created['code']}" if created.get("code") else ""
     remaining = (
@@ -158,7 +144,7 @@ def faults(url: UrlOption = DEFAULT_URL, as_json: JsonOption = False) -> None:
     """List the active faults."""
     rows = _call("GET", url, "/_sandbox/faults")["data"]
     if as_json:
-        _emit_json(rows)
+        emit_json(rows)
         return
     if not rows:
         console.print("No active faults.")
@@ -172,7 +158,7 @@ def clear_faults(url: UrlOption = DEFAULT_URL, as_json: JsonOption = False) -> N
     """Remove every fault (removals undone, stalled answers released)."""
     result = _call("DELETE", url, "/_sandbox/faults")
     if as_json:
-        _emit_json(result)
+        emit_json(result)
         return
     console.print(f"Cleared {result['cleared']} fault(s).")
 
@@ -182,7 +168,7 @@ def restore(url: UrlOption = DEFAULT_URL, as_json: JsonOption = False) -> None:
     """Bring back removed accounts, journals and the bot's billing group."""
     result = _call("POST", url, "/_sandbox/restore")
     if as_json:
-        _emit_json(result)
+        emit_json(result)
         return
     console.print(f"Restored {len(result['restored'])} removal(s).")
 
@@ -199,7 +185,7 @@ def add_account(
     body = {"code": code, "name": name, "account_type": account_type}
     created = _call("POST", url, "/_sandbox/accounts", body=body)
     if as_json:
-        _emit_json(created)
+        emit_json(created)
         return
     console.print(f"Account [bold]{created['id']}[/bold] {created['display_name']}")
 
@@ -209,7 +195,7 @@ def moves(url: UrlOption = DEFAULT_URL, as_json: JsonOption = False) -> None:
     """Show every journal entry with its lines."""
     rows = _call("GET", url, "/_sandbox/moves")
     if as_json:
-        _emit_json(rows)
+        emit_json(rows)
         return
     table = Table(title=f"Odoo simulator journal entries ({len(rows)})")
     for column in ("id", "name", "state", "date", "journal", "ref", "total", "lines"):
