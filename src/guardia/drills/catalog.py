@@ -32,6 +32,7 @@ from guardia.recon import store
 from guardia.recon.ledger import build_ledger
 from guardia.runbooks import runner
 from guardia.runbooks.backups import make_target_unwritable
+from guardia.runbooks.model import Status
 from guardia.runbooks.odoo import ACCOUNT_ROLES
 
 
@@ -192,7 +193,7 @@ async def recon_orphan(env: DrillEnv, report: DrillReport) -> None:
     dry = await runner.run(
         container, spec.name, line_id=orphan, apply=False, actor=OPERATOR, incident_id=incident_id
     )
-    failing = [f"{c.name}: {c.summary}" for c in dry.checks if c.status.value != "pass"]
+    failing = [f"{c.name}: {c.summary}" for c in dry.checks if c.status is not Status.PASS]
     report.step("runbook dry run: " + " | ".join(failing))
     await env.apply(spec, report, line_id=orphan)
 
