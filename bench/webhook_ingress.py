@@ -94,8 +94,8 @@ def log(message: str) -> None:
 
 
 def shared_dir() -> Path:
-    """The read-only reference folder beside the repository (or GUARDIA_SHARED_DIR)."""
-    return Path(os.environ.get("GUARDIA_SHARED_DIR", REPO.parent / "shared"))
+    """The reference material: GUARDIA_SHARED_DIR, else the repository's copy."""
+    return Path(os.environ.get("GUARDIA_SHARED_DIR", REPO / "tests" / "reference"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,9 +20,13 @@ from guardia.adapters.postgres.database import libpq_url, upgrade, with_database
 REPO = Path(__file__).resolve().parents[1]
 
 
+REFERENCE = REPO / "tests" / "reference"
+
+
 def shared_dir() -> Path:
-    """The read-only reference folder beside the repository."""
-    return Path(os.environ.get("GUARDIA_SHARED_DIR", REPO.parent / "shared"))
+    """The reference material the tests read: GUARDIA_SHARED_DIR, else the repository's copy
+    (`tests/reference`, kept equal to `../shared` by a conventions test)."""
+    return Path(os.environ.get("GUARDIA_SHARED_DIR", REFERENCE))
 
 
 @pytest.fixture(scope="session")

@@ -6,8 +6,6 @@ import base64
 import functools
 import hashlib
 import json
-import os
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,17 +16,10 @@ from hypothesis import strategies as st
 
 from guardia.core.errors import InvalidInput, InvalidSignature
 from guardia.ingest.signature import ConektaKeyring, Verification, WebhookKey
-
-
-def _shared_dir() -> Path:
-    override = os.environ.get("GUARDIA_SHARED_DIR")
-    if override:
-        return Path(override)
-    return Path(__file__).resolve().parents[2] / ".." / "shared"
-
+from tests.conftest import shared_dir
 
 VECTORS: dict[str, Any] = json.loads(
-    (_shared_dir() / "fixtures" / "providers" / "conekta" / "signature_vectors.json").read_text(
+    (shared_dir() / "fixtures" / "providers" / "conekta" / "signature_vectors.json").read_text(
         encoding="utf-8"
     )
 )

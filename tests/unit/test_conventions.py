@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 from guardia.settings import Settings
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "guardia"
@@ -101,3 +103,22 @@ def test_the_runbooks_document_is_the_one_the_code_generates() -> None:
 
     committed = (REPO / "docs" / "runbooks.md").read_text()
     assert committed.strip() == render().strip(), "run: guardia runbook docs > docs/runbooks.md"
+
+
+def test_the_reference_copies_equal_the_reference_folder_beside_the_repository() -> None:
+    reference = REPO / "tests" / "reference"
+    copies = sorted(p for p in reference.rglob("*") if p.is_file() and p.name != "README.md")
+    assert {p.relative_to(reference).as_posix() for p in copies} >= {
+        "fixtures/providers/conekta/order_paid_spei.json",
+        "fixtures/providers/conekta/signature_vectors.json",
+        "seed/runbooks-operativos.md",
+    }
+    beside = REPO.parent / "shared"
+    if not beside.is_dir():
+        pytest.skip("no reference folder beside this clone: nothing to compare the copies with")
+    differ = [
+        p.relative_to(reference).as_posix()
+        for p in copies
+        if (beside / p.relative_to(reference)).read_bytes() != p.read_bytes()
+    ]
+    assert differ == [], f"copy them again from {beside.name}/: {differ}"

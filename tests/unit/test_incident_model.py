@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
@@ -34,6 +33,7 @@ from guardia.incidents.model import (
     relates_to,
     runbook_from_label,
 )
+from tests.conftest import shared_dir
 
 T0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 REPO = Path(__file__).resolve().parents[2]
@@ -42,11 +42,6 @@ ITEM = ActionItem("Reload keys on SIGHUP", "ana", date(2026, 3, 20))
 
 def _minutes(n: int) -> datetime:
     return T0 + timedelta(minutes=n)
-
-
-def _shared_dir() -> Path:
-    override = os.environ.get("GUARDIA_SHARED_DIR")
-    return Path(override) if override else REPO.parent / "shared"
 
 
 def _bare_incident(**changes: object) -> Incident:
@@ -434,7 +429,7 @@ def test_unknown_providers_and_bare_strings_are_refused() -> None:
 
 
 def test_runbook_titles_are_the_seed_headings() -> None:
-    seed = (_shared_dir() / "seed" / "runbooks-operativos.md").read_text(encoding="utf-8")
+    seed = (shared_dir() / "seed" / "runbooks-operativos.md").read_text(encoding="utf-8")
     headings = dict(re.findall(r"^## (\d)\) (.+)$", seed, flags=re.MULTILINE))
     assert {str(r.number): r.seed_title for r in Runbook if r.number} == headings
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import itertools
 import json
-import os
 from datetime import UTC, datetime, timedelta
 from functools import reduce
 from pathlib import Path
@@ -28,12 +27,11 @@ from guardia.payments.model import (
     snapshot_from_order,
     status_rank,
 )
+from tests.conftest import shared_dir
 
 
 def _conekta_dir() -> Path:
-    override = os.environ.get("GUARDIA_SHARED_DIR")
-    shared = Path(override) if override else Path(__file__).resolve().parents[2] / ".." / "shared"
-    return shared / "fixtures" / "providers" / "conekta"
+    return shared_dir() / "fixtures" / "providers" / "conekta"
 
 
 def _event(name: str) -> dict[str, Any]:
