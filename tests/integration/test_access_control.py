@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import pytest
+from sqlalchemy import text
 
 from guardia.auth.tokens import ALLOWED, Policy, Role
 from guardia.bootstrap import Container
@@ -72,3 +75,80 @@ async def test_public_probes_need_no_token(client: httpx.AsyncClient) -> None:
     ready = await client.get("/readyz")
     assert ready.status_code == 200, ready.text
     assert ready.json()["checks"]["migrations"]["ok"] is True
+
+
+def test_every_route_that_changes_state_is_for_operators_only() -> None:
+    changing = [(m, p, policy) for m, p, policy in route_policies() if m != "GET"]
+    assert changing
+    for method, path, policy in changing:
+        assert policy in (Policy.ACT, Policy.WEBHOOK), (method, path, policy)
+
+
+async def test_an_auditor_cannot_export_an_evidence_bundle(
+    client: httpx.AsyncClient, container: Container, tmp_path: Path
+) -> None:
+    container.settings.incidents_dir = tmp_path / "evidence"
+    opened = await client.post(
+        "/api/incidents", json={"title": "webhooks rejected"}, headers=auth(Role.OPERATOR)
+    )
+    incident_id = opened.json()["id"]
+
+    refused = await client.post(f"/api/incidents/{incident_id}/export", headers=auth(Role.AUDITOR))
+
+    assert refused.status_code == 403
+    assert not container.settings.incidents_dir.exists()
+    entries = (await client.get("/api/audit", headers=auth(Role.AUDITOR))).json()["entries"]
+    assert "incident_export" not in {e["action"] for e in entries}
+
+
+async def _held_match(container: Container, requested_by: str) -> int:
+    """A manual match above the approval threshold, waiting for a second operator."""
+    async with container.engine.begin() as conn:
+        held = await conn.scalar(
+            text(
+                "INSERT INTO recon_manual (run_id, action, bank_line_id, ledger_ids, "
+                "amount_cents, reason, actor, status, created_at) VALUES (1, 'match', 'line-1', "
+                "'[\"conekta:tr_1\"]', 5000000, 'CEP attached', :who, 'pending_approval', now()) "
+                "RETURNING id"
+            ),
+            {"who": requested_by},
+        )
+    return int(held)
+
+
+async def _status_of(container: Container, manual_id: int) -> str:
+    async with container.engine.connect() as conn:
+        found = await conn.scalar(
+            text("SELECT status FROM recon_manual WHERE id = :id"), {"id": manual_id}
+        )
+    return str(found)
+
+
+async def test_the_token_that_asked_for_a_match_cannot_approve_it(
+    client: httpx.AsyncClient, container: Container
+) -> None:
+    held = await _held_match(container, requested_by="t-operator")
+
+    response = await client.post(
+        f"/api/recon/manual/{held}/approve",
+        json={"reason": "CEP checked"},
+        headers=auth(Role.OPERATOR),
+    )
+
+    assert response.status_code == 409, response.text
+    assert await _status_of(container, held) == "pending_approval"
+
+
+async def test_an_approval_cannot_name_someone_else_as_its_approver(
+    client: httpx.AsyncClient, container: Container
+) -> None:
+    held = await _held_match(container, requested_by="t-operator")
+
+    response = await client.post(
+        f"/api/recon/manual/{held}/approve",
+        json={"reason": "CEP checked", "actor": "luis", "approver": "luis"},
+        headers=auth(Role.OPERATOR),
+    )
+
+    assert response.status_code == 422, response.text
+    assert await _status_of(container, held) == "pending_approval"

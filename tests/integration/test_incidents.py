@@ -168,7 +168,9 @@ async def test_a_simulated_failure_fills_the_timeline_from_real_rows_and_exports
     assert times == sorted(times)
 
     container.settings.incidents_dir = tmp_path
-    exported = await client.post(f"/api/incidents/{incident_id}/export", headers=auth(Role.AUDITOR))
+    exported = await client.post(
+        f"/api/incidents/{incident_id}/export", headers=auth(Role.OPERATOR)
+    )
     assert exported.status_code == 200, exported.text
     bundle = Path(exported.json()["path"])
     assert verify_bundle(bundle).ok

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import getpass
 import json
 from collections.abc import Callable
 from datetime import datetime
@@ -22,7 +21,7 @@ from guardia.bootstrap import Container
 from guardia.core.errors import InvalidInput
 from guardia.drills import cli as drill_cli
 from guardia.entrypoints import incidents_cli, recon_cli, runbook_cli, runtime
-from guardia.entrypoints.cli_support import load_settings, with_container
+from guardia.entrypoints.cli_support import load_settings, operator_identity, with_container
 from guardia.entrypoints.http import order_json
 from guardia.jobs import deadletters
 from guardia.ledger.check import CheckReport, check_ledger, posting_test, store_report
@@ -62,17 +61,10 @@ console = Console()
 err = Console(stderr=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
-ActorOpt = Annotated[
-    str | None, typer.Option("--actor", help="Who is acting (default: cli:<login>).")
-]
 ReasonOpt = Annotated[str, typer.Option("--reason", help="Why (kept in the audit log).")]
 
 
 _settings = load_settings
-
-
-def _actor(actor: str | None) -> str:
-    return actor or f"cli:{getpass.getuser()}"
 
 
 def _emit(data: Any, as_json: bool, human: Callable[[], None]) -> None:
@@ -169,14 +161,13 @@ def replay(
     until: Annotated[
         datetime | None, typer.Option(help="Received at or before (ISO 8601).")
     ] = None,
-    actor: ActorOpt = None,
     reason: ReasonOpt = "",
     as_json: JsonOpt = False,
 ) -> None:
     """Re-apply stored events by id, by order, or by time window (idempotent)."""
     selector = payments.ReplaySelector(tuple(event_id or ()), order_id, since, until)
     result = _with_container(
-        lambda c: payments.replay(c.engine, selector, actor=_actor(actor), reason=reason)
+        lambda c: payments.replay(c.engine, selector, actor=operator_identity(), reason=reason)
     )
     data = {"events": result.events, "orders": result.orders, "changed": result.changed_orders}
     _emit(
@@ -195,7 +186,6 @@ def pull(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show the diff; change nothing.")
     ] = False,
-    actor: ActorOpt = None,
     reason: ReasonOpt = "",
     as_json: JsonOpt = False,
 ) -> None:
@@ -203,7 +193,7 @@ def pull(
 
     async def run(c: Container) -> payments.PullResult:
         result = await payments.pull_order(
-            c.engine, c.conekta, order_id, actor=_actor(actor), dry_run=dry_run, reason=reason
+            c.engine, c.conekta, order_id, actor=operator_identity(), dry_run=dry_run, reason=reason
         )
         await c.defer_postings(order_id, result.correlation_id, result.postings)
         return result
@@ -235,14 +225,13 @@ def pull(
 def resend(
     event_id: str,
     webhook_id: Annotated[list[str] | None, typer.Option("--webhook-id")] = None,
-    actor: ActorOpt = None,
     reason: ReasonOpt = "",
     as_json: JsonOpt = False,
 ) -> None:
     """Ask Conekta to deliver an event again (`POST /events/{id}/resend`)."""
     data = _with_container(
         lambda c: resend_event(
-            c, event_id, list(webhook_id or []), actor=_actor(actor), reason=reason
+            c, event_id, list(webhook_id or []), actor=operator_identity(), reason=reason
         )
     )
     _emit(data, as_json, lambda: console.print(f"resent {event_id}: {data}"))
@@ -312,7 +301,6 @@ def dlq_retry(
     task: Annotated[str | None, typer.Option()] = None,
     order_id: Annotated[str | None, typer.Option("--order-id")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Retry every open dead letter.")] = False,
-    actor: ActorOpt = None,
     reason: ReasonOpt = "",
     as_json: JsonOpt = False,
 ) -> None:
@@ -323,7 +311,7 @@ def dlq_retry(
     flt = deadletters.DeadLetterFilter(tuple(dead_letter_id or ()), cause, task, order_id)
     done = _with_container(
         lambda c: deadletters.retry(
-            c.engine, c.defer_retry, flt, actor=_actor(actor), reason=reason
+            c.engine, c.defer_retry, flt, actor=operator_identity(), reason=reason
         )
     )
     data = [{"dead_letter_id": d, "job_id": j} for d, j in done]

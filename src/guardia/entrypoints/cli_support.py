@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import pwd
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -25,6 +27,16 @@ def load_settings() -> Settings:
     settings = Settings()
     configure_logging(json=settings.log_json, level=settings.log_level)
     return settings
+
+
+def operator_identity() -> str:
+    """Who acts through the CLI: `cli:` and the operating-system account running it.
+
+    Taken from the process's user id, not from an option, a setting or LOGNAME/USER (which
+    `getpass.getuser` reads first), so one call cannot claim another operator's name: the
+    second operator of a manual-match approval must really be somebody else.
+    """
+    return f"cli:{pwd.getpwuid(os.geteuid()).pw_name}"
 
 
 def with_container(fn: Callable[[Container], Awaitable[T]]) -> T:

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from guardia.adapters.postgres.database import migration_status
@@ -486,7 +486,9 @@ async def recon_unmatch(run_id: int, body: ManualBody, request: Request) -> dict
 
 
 class ApproveBody(BaseModel):
-    """A second operator's approval."""
+    """A second operator's approval; the approver is the token's name, never a body field."""
+
+    model_config = ConfigDict(extra="forbid")
 
     reason: str = Field(min_length=3, max_length=1000)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import json
 from datetime import timedelta
 from pathlib import Path
@@ -13,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from guardia.bootstrap import Container
-from guardia.entrypoints.cli_support import with_container
+from guardia.entrypoints.cli_support import operator_identity, with_container
 from guardia.incidents import service
 from guardia.incidents.evidence import verify_bundle
 from guardia.incidents.model import ExternalIds, IncidentStatus
@@ -24,14 +23,9 @@ console = Console()
 err = Console(stderr=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 ReasonOpt = Annotated[str, typer.Option("--reason", help="Why (kept in the audit log).")]
-ActorOpt = Annotated[str | None, typer.Option("--actor", help="Default: cli:<login>.")]
 
 
 _run = with_container
-
-
-def _actor(actor: str | None) -> str:
-    return actor or f"cli:{getpass.getuser()}"
 
 
 def _print(data: Any, as_json: bool) -> None:
@@ -104,13 +98,11 @@ def show(incident_id: int, as_json: JsonOpt = False) -> None:
     console.print(table)
 
 
-def _step(
-    incident_id: int, to: IncidentStatus, actor: str | None, reason: str, as_json: bool
-) -> None:
+def _step(incident_id: int, to: IncidentStatus, reason: str, as_json: bool) -> None:
     async def go(c: Container) -> dict[str, Any]:
         async with c.engine.begin() as conn:
             moved = await service.move(
-                conn, incident_id, to, at=c.clock.now(), actor=_actor(actor), reason=reason
+                conn, incident_id, to, at=c.clock.now(), actor=operator_identity(), reason=reason
             )
         return service.incident_json(moved)
 
@@ -122,45 +114,37 @@ def _step(
 
 
 @app.command()
-def ack(
-    incident_id: int, actor: ActorOpt = None, reason: ReasonOpt = "", as_json: JsonOpt = False
-) -> None:
+def ack(incident_id: int, reason: ReasonOpt = "", as_json: JsonOpt = False) -> None:
     """Acknowledge."""
-    _step(incident_id, IncidentStatus.ACKNOWLEDGED, actor, reason, as_json)
+    _step(incident_id, IncidentStatus.ACKNOWLEDGED, reason, as_json)
 
 
 @app.command()
-def mitigate(
-    incident_id: int, actor: ActorOpt = None, reason: ReasonOpt = "", as_json: JsonOpt = False
-) -> None:
+def mitigate(incident_id: int, reason: ReasonOpt = "", as_json: JsonOpt = False) -> None:
     """Mark mitigated."""
-    _step(incident_id, IncidentStatus.MITIGATED, actor, reason, as_json)
+    _step(incident_id, IncidentStatus.MITIGATED, reason, as_json)
 
 
 @app.command()
-def resolve(
-    incident_id: int, actor: ActorOpt = None, reason: ReasonOpt = "", as_json: JsonOpt = False
-) -> None:
+def resolve(incident_id: int, reason: ReasonOpt = "", as_json: JsonOpt = False) -> None:
     """Resolve by hand (recorded as unverified)."""
-    _step(incident_id, IncidentStatus.RESOLVED, actor, reason, as_json)
+    _step(incident_id, IncidentStatus.RESOLVED, reason, as_json)
 
 
 @app.command()
-def close(
-    incident_id: int, actor: ActorOpt = None, reason: ReasonOpt = "", as_json: JsonOpt = False
-) -> None:
+def close(incident_id: int, reason: ReasonOpt = "", as_json: JsonOpt = False) -> None:
     """Close (refused until the runbook's five mandatory fields are filled)."""
-    _step(incident_id, IncidentStatus.CLOSED, actor, reason, as_json)
+    _step(incident_id, IncidentStatus.CLOSED, reason, as_json)
 
 
 @app.command()
-def note(incident_id: int, text: str, actor: ActorOpt = None) -> None:
+def note(incident_id: int, text: str) -> None:
     """Add a note to the timeline."""
 
     async def go(c: Container) -> int:
         async with c.engine.begin() as conn:
             return await service.add_note(
-                conn, incident_id, at=c.clock.now(), actor=_actor(actor), note=text
+                conn, incident_id, at=c.clock.now(), actor=operator_identity(), note=text
             )
 
     console.print(f"note {_run(go)} added")
@@ -173,7 +157,6 @@ def evidence(
     conekta_order: Annotated[list[str] | None, typer.Option("--conekta-order")] = None,
     odoo_move: Annotated[list[str] | None, typer.Option("--odoo-move")] = None,
     action: Annotated[str | None, typer.Option("--action", help="Corrective action taken.")] = None,
-    actor: ActorOpt = None,
     reason: ReasonOpt = "",
 ) -> None:
     """Add correlation ids, provider ids or a corrective action."""
@@ -187,7 +170,7 @@ def evidence(
                 conn,
                 incident_id,
                 at=c.clock.now(),
-                actor=_actor(actor),
+                actor=operator_identity(),
                 correlation_ids=correlation_id or [],
                 external_ids=ids,
                 corrective_action=action,
@@ -199,14 +182,14 @@ def evidence(
 
 
 @app.command()
-def postmortem(incident_id: int, document: Path, actor: ActorOpt = None) -> None:
+def postmortem(incident_id: int, document: Path) -> None:
     """Write the post-mortem from a JSON document (operations.md §2 sections)."""
     pm = service.postmortem_from_json(json.loads(document.read_text()))
 
     async def go(c: Container) -> None:
         async with c.engine.begin() as conn:
             await service.amend(
-                conn, incident_id, at=c.clock.now(), actor=_actor(actor), postmortem=pm
+                conn, incident_id, at=c.clock.now(), actor=operator_identity(), postmortem=pm
             )
 
     _run(go)
@@ -217,14 +200,15 @@ def postmortem(incident_id: int, document: Path, actor: ActorOpt = None) -> None
 def export(
     incident_id: int,
     out: Annotated[Path | None, typer.Option("--out", help="Bundle directory.")] = None,
-    actor: ActorOpt = None,
 ) -> None:
     """Write the evidence bundle (JSON + Markdown, hash-chained); its head is audited."""
 
     async def go(c: Container) -> tuple[Path, str]:
         now = c.clock.now()
         target = out or c.settings.incidents_dir / f"incident-{incident_id}-{now:%Y%m%dT%H%M%SZ}"
-        return await service.export(c.engine, incident_id, target, actor=_actor(actor), at=now)
+        return await service.export(
+            c.engine, incident_id, target, actor=operator_identity(), at=now
+        )
 
     path, head = _run(go)
     console.print(f"bundle written to {path} (head {head})")

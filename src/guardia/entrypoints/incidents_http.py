@@ -222,7 +222,7 @@ async def add_note(incident_id: int, body: NoteBody, request: Request) -> dict[s
     return {"note_id": note_id}
 
 
-@router.post("/{incident_id}/export", openapi_extra=policy(Policy.READ))
+@router.post("/{incident_id}/export", openapi_extra=policy(Policy.ACT))
 async def export(incident_id: int, request: Request) -> dict[str, Any]:
     """Write the evidence bundle under GUARDIA_INCIDENTS_DIR; its head hash is audited."""
     c = container_of(request)

@@ -3,7 +3,6 @@ exceptions, score a run against a truth table; `guardia sandbox recon-data` make
 
 from __future__ import annotations
 
-import getpass
 import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -21,7 +20,7 @@ from guardia.adapters.postgres.database import Database
 from guardia.bootstrap import Container
 from guardia.core.errors import GuardiaError, InvalidInput
 from guardia.core.logging import configure_logging
-from guardia.entrypoints.cli_support import with_container
+from guardia.entrypoints.cli_support import operator_identity, with_container
 from guardia.recon import manual, store
 from guardia.recon.importers import BANKS, ColumnMapping
 from guardia.recon.ledger import build_ledger
@@ -78,7 +77,7 @@ def import_(
                 bank=bank,
                 account=account,
                 mapping=ColumnMapping.from_file(mapping) if mapping else None,
-                actor=f"cli:{getpass.getuser()}",
+                actor=operator_identity(),
                 now=datetime.now(UTC),
                 step=lambda what: progress.add_task(what, total=None),
             )
@@ -125,7 +124,7 @@ def run(
                 entries,
                 statement_ids=statement or (),
                 ledger_source=ledger.name,
-                actor=f"cli:{getpass.getuser()}",
+                actor=operator_identity(),
                 clock=lambda: datetime.now(UTC),
                 step=lambda what: progress.add_task(what, total=None),
             )
@@ -294,7 +293,7 @@ def match_(
     as_json: JsonOpt = False,
 ) -> None:
     """Match a line by hand; above the threshold it waits for a second operator."""
-    actor = f"cli:{getpass.getuser()}"
+    actor = operator_identity()
     data = _manual_step(
         lambda c, conn: manual.request(
             conn,
@@ -319,7 +318,7 @@ def unmatch_(
     as_json: JsonOpt = False,
 ) -> None:
     """Undo a match; the line is an open exception again."""
-    actor = f"cli:{getpass.getuser()}"
+    actor = operator_identity()
     data = _manual_step(
         lambda c, conn: manual.request(
             conn,
@@ -340,11 +339,10 @@ def unmatch_(
 def approve_(
     manual_id: int,
     reason: ReasonOpt,
-    actor: Annotated[str | None, typer.Option("--actor")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Approve a held manual match (a second operator)."""
-    who = actor or f"cli:{getpass.getuser()}"
+    """Approve a held manual match as a second operator (the OS account running the CLI)."""
+    who = operator_identity()
     data = _manual_step(
         lambda c, conn: manual.approve(
             conn, manual_id, approver=who, reason=reason, at=c.clock.now()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import json
 from typing import Annotated
 
@@ -11,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from guardia.bootstrap import Container
-from guardia.entrypoints.cli_support import with_container
+from guardia.entrypoints.cli_support import operator_identity, with_container
 from guardia.runbooks import docs, runner
 from guardia.runbooks.catalog import RUNBOOKS
 
@@ -57,7 +56,7 @@ def run(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Run the checks, then the actions (dry run unless --apply), then verify, on an incident."""
-    actor = f"cli:{getpass.getuser()}"
+    actor = operator_identity()
 
     async def go(c: Container) -> runner.RunReport:
         return await runner.run(
