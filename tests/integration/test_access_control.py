@@ -152,3 +152,32 @@ async def test_an_approval_cannot_name_someone_else_as_its_approver(
 
     assert response.status_code == 422, response.text
     assert await _status_of(container, held) == "pending_approval"
+
+
+async def test_an_auditor_reads_webhook_attempts_without_their_raw_contents(
+    client: httpx.AsyncClient,
+) -> None:
+    body = b'{"id": "evt_1", "type": "order.paid", "customer": "ana.lopez@example.mx"}'
+    rejected = await client.post(
+        "/webhooks/conekta",
+        content=body,
+        headers={
+            "Content-Type": "application/json",
+            "DIGEST": "bm90IGEgc2lnbmF0dXJl",
+            "From": "ana.lopez@example.mx",
+            "X-Callback-Phone": "+52 55 1234 5678",
+        },
+    )
+    assert rejected.status_code == 401
+
+    audited = await client.get("/api/webhook-attempts", headers=auth(Role.AUDITOR))
+    operated = await client.get("/api/webhook-attempts", headers=auth(Role.OPERATOR))
+
+    (seen,) = audited.json()["attempts"]
+    assert "body" not in seen
+    assert seen["body_sha256"] is not None
+    assert "ana.lopez@example.mx" not in audited.text
+    assert "1234 5678" not in audited.text
+    assert seen["headers"]["from"] == "[EMAIL]"
+    (raw,) = operated.json()["attempts"]
+    assert raw["headers"]["from"] == "ana.lopez@example.mx"

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError
 
 from guardia.adapters.postgres.tables import payment_transitions, payments, recovery_actions
 from guardia.auth.tokens import Role
@@ -205,3 +207,36 @@ async def test_dead_letter_gauge_is_exported(
 
 def test_compact_serialisation_matches_conekta_bytes() -> None:
     assert compact({"a": "ó", "b": 1}) == '{"a":"ó","b":1}'.encode()
+
+
+@dataclass(frozen=True)
+class _FailedJob:
+    """The fields of a procrastinate job that a dead letter keeps."""
+
+    id: int
+    task_name: str
+    task_kwargs: dict[str, Any]
+    lock: str | None
+    attempts: int
+
+
+async def test_a_dead_letter_from_a_database_error_keeps_no_sql_parameters_or_personal_data(
+    client: httpx.AsyncClient, container: Container
+) -> None:
+    email, phone = "ana.lopez@example.mx", "+52 55 1234 5678"
+    with pytest.raises(DBAPIError) as failure:
+        async with container.engine.begin() as conn:
+            await conn.execute(
+                text("SELECT CAST(:email AS integer), :phone"), {"email": email, "phone": phone}
+            )
+    assert email in str(failure.value)
+    job = _FailedJob(7, "post_entry", {"order_id": "ord_1", "correlation_id": "c1"}, None, 0)
+
+    await deadletters.record(container.engine, job=job, exc=failure.value, queue="ledger")
+
+    listed = await client.get("/api/dead-letters", headers=auth(Role.AUDITOR))
+    (letter,) = listed.json()["dead_letters"]
+    message = json.dumps(letter)
+    assert "invalid input syntax for type integer" in message
+    for leaked in (email, phone, "5512345678", "[SQL:", "[parameters:", "CAST("):
+        assert leaked not in message, leaked

@@ -6,6 +6,7 @@ import hashlib
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+from hypothesis import given, settings
 
 from guardia.core.errors import Conflict, InvalidInput
 from guardia.incidents.evidence import (
@@ -39,6 +41,7 @@ from guardia.incidents.model import (
     advance,
     close,
 )
+from tests.support.pii import emails, phones
 
 T0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 GENERATED = datetime(2026, 3, 4, 9, 30, tzinfo=UTC)
@@ -452,3 +455,21 @@ def test_the_markdown_marks_the_mandatory_fields_an_open_incident_lacks() -> Non
     )
     assert "No timeline rows." in markdown
     assert "Not written." in markdown
+
+
+@settings(max_examples=60, deadline=None)
+@given(email=emails(), phone=phones())
+def test_no_generated_email_or_phone_number_reaches_a_bundle(email: str, phone: str) -> None:
+    incident = replace(_incident(), title=f"Customer {email} reports a charge")
+    records = {
+        "webhook_attempts": [{"id": 9, "detail": f"callback to {phone}", "contact": email}],
+        "notes": [{"id": 3, "note": f"called {phone}, then wrote to {email}"}],
+    }
+
+    bundle = build_bundle(incident, _timeline(), records, generated_at=GENERATED)
+
+    for text in (bundle.json_text(), bundle.markdown):
+        assert email not in text
+        assert phone not in text
+    assert "[EMAIL]" in bundle.markdown
+    assert "[PHONE]" in bundle.markdown

@@ -1,10 +1,15 @@
-"""Log redaction: generated CURP, RFC, CLABE, PAN, JWT and secrets never survive; ids do."""
+"""Log redaction: generated CURP, RFC, CLABE, PAN, emails, phone numbers, JWT and secrets never
+survive; ids do."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import io
 import json
+import logging
 import string
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -14,7 +19,15 @@ import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from guardia.core.redaction import REDACTED, is_sensitive_key, redact_event, redact_text
+from guardia.core.logging import configure_logging
+from guardia.core.redaction import (
+    REDACTED,
+    is_sensitive_key,
+    redact_error_message,
+    redact_event,
+    redact_text,
+)
+from tests.support.pii import emails, phones
 
 _UPPER = string.ascii_uppercase
 _CONSONANTS = "BCDFGHJKLMNPQRSTVWXYZ"
@@ -180,7 +193,7 @@ def _placed(draw: st.DrawFn, value: str) -> tuple[dict[str, Any], str]:
 
 
 def _sensitive_values() -> st.SearchStrategy[str]:
-    return curps() | rfcs() | clabes() | pans() | jwts() | _secrets()
+    return curps() | rfcs() | clabes() | pans() | jwts() | _secrets() | emails() | phones()
 
 
 @settings(max_examples=500, deadline=None)
@@ -221,7 +234,8 @@ def test_ordinary_ids_amounts_and_oxxo_references_survive(
     order_id: str, event_id: str, correlation_id: str, amount: int, oxxo_reference: str
 ) -> None:
     event = {
-        "event": f"order {order_id} event {event_id}, oxxo {oxxo_reference}, cents {amount}",
+        "event": f"order {order_id} event {event_id}, oxxo {oxxo_reference}, "
+        f"MXN {amount // 100}.{amount % 100:02d}",
         "order_id": order_id,
         "event_id": event_id,
         "correlation_id": correlation_id,
@@ -370,3 +384,80 @@ def test_a_structlog_pipeline_with_the_processor_renders_redacted_json() -> None
     line = logger.info("card 4242 4242 4242 4242 declined", curp="GOMC850312HDFRRR09")
 
     assert json.loads(line) == {"event": "card [PAN] declined", "curp": REDACTED}
+
+
+@pytest.mark.parametrize(
+    "key", ["email", "customer_email", "phone", "PhoneNumber", "telefono", "celular"]
+)
+def test_contact_fields_hide_their_value_by_key(key: str) -> None:
+    redacted = redact_event(None, "info", {"event": "x", key: "ana"})
+
+    assert redacted[key] == REDACTED
+
+
+def test_a_ten_digit_integer_is_an_amount_not_a_phone_number() -> None:
+    event = {"event": "x", "amount_cents": 5512345678}
+
+    assert redact_event(None, "info", dict(event)) == event
+
+
+@contextlib.contextmanager
+def _guardia_logs() -> Iterator[io.StringIO]:
+    """Guardia's real logging configuration, writing into a buffer; restored afterwards."""
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    saved_structlog = structlog.get_config()
+    buffer = io.StringIO()
+    with contextlib.redirect_stderr(buffer):
+        configure_logging(json=True, level="INFO")
+    try:
+        yield buffer
+    finally:
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
+        structlog.configure(**saved_structlog)
+
+
+@settings(max_examples=100, deadline=None)
+@given(email=emails(), phone=phones())
+def test_logged_emails_and_phone_numbers_never_reach_the_log_output(email: str, phone: str) -> None:
+    with _guardia_logs() as output:
+        structlog.get_logger("guardia.test").info(
+            f"receipt sent to {email}", customer={"contact": f"{phone} / {email}"}
+        )
+        logging.getLogger("guardia.test").warning("callback requested at %s", phone)
+        try:
+            raise ValueError(f"no customer with phone {phone}")
+        except ValueError:
+            structlog.get_logger("guardia.test").exception("lookup failed")
+
+    lines = output.getvalue()
+    assert lines.count("\n") == 3
+    assert email not in lines
+    assert phone not in lines
+    assert "[EMAIL]" in lines
+    assert "[PHONE]" in lines
+
+
+def test_a_database_error_keeps_its_cause_but_not_its_sql_or_parameters() -> None:
+    message = (
+        "(psycopg.errors.InvalidTextRepresentation) invalid input syntax for type integer: "
+        '"ana.lopez@example.mx"\n'
+        "[SQL: INSERT INTO customers (email, phone)\nVALUES (%(email)s, %(phone)s)]\n"
+        "[parameters: {'email': 'ana.lopez@example.mx', 'phone': '+52 55 1234 5678', "
+        "'secret': 'x'}]\n"
+        "(Background on this error at: https://sqlalche.me/e/20/9h9h)"
+    )
+
+    redacted = redact_error_message(message)
+
+    assert redacted == (
+        "(psycopg.errors.InvalidTextRepresentation) invalid input syntax for type integer: "
+        '"[EMAIL]" (Background on this error at: https://sqlalche.me/e/20/9h9h)'
+    )
+
+
+def test_an_error_without_sql_is_only_redacted() -> None:
+    assert redact_error_message("Odoo refused: partner +52 55 1234 5678") == (
+        "Odoo refused: partner [PHONE]"
+    )

@@ -8,11 +8,13 @@ Two nets (shared/docs/reliability.md §6):
   must be a whole word of the key (`card_pan`, `ineFront`), because as substrings they would hide
   `company`, `span_id`, `line_items` and `timeline`.
 - By value, inside every string, however deep: CURP, RFC, 18-digit CLABE, Luhn-valid PAN
-  (13-19 digits, unbroken or in groups of 3-6 split by single spaces or dashes), `whsec_` and
-  `key_` secrets, JWTs, `Bearer` tokens and `user:password@` in URLs are replaced by a tag such
-  as "[CURP]". CR, LF and Unicode line breaks become spaces (log injection). Integers and other
-  objects are checked through their text form; an object whose repr would leak is replaced by
-  the redacted repr.
+  (13-19 digits, unbroken or in groups of 3-6 split by single spaces or dashes), email
+  addresses, Mexican phone numbers (10 digits from 2-9, unbroken or as 2-4-4 / 3-3-4 groups split
+  by a space or dash, area code optionally in parentheses, optionally after `+52` and the old
+  mobile `1`), `whsec_` and `key_` secrets, JWTs, `Bearer` tokens and `user:password@` in URLs
+  are replaced by a tag such as "[CURP]". CR, LF and Unicode line breaks become spaces (log
+  injection). Other objects are checked through their text form (integers for cards and
+  CLABEs only); an object whose repr would leak is replaced by the redacted repr.
 
 Choices worth knowing:
 
@@ -24,6 +26,12 @@ Choices worth knowing:
 - CURP, RFC, CLABE and PAN only match whole tokens, not glued to letters, digits or `_`, so
   prefixed ids (`ord_2yQ8nCk3vJ5dWx9Ra`, even `ord_` + digits), 24-hex event ids and uuid4 hex
   correlation ids survive; a PAN written as `pan_4242…` in a value would survive too.
+- Phone numbers carry no check digit, so any 10-digit run starting 2-9 in text is taken for
+  one: an amount of 20,000,000.00 MXN or more written in centavos inside a message reads
+  "[PHONE]", and so does a 10-digit bank reference. Integers are only checked for cards and
+  CLABEs (a phone number is text in every payload we receive): log amounts as integer fields.
+- `redact_error_message` also drops the SQL statement and its parameters that SQLAlchemy
+  appends to a database error: dead letters and logs keep the cause, not the row's values.
 - Place this processor after `format_exc_info`/`dict_tracebacks` and before the renderer.
 """
 
@@ -34,7 +42,15 @@ from collections.abc import Mapping
 
 from structlog.typing import EventDict, WrappedLogger
 
-__all__ = ["REDACTED", "is_sensitive_key", "redact_event", "redact_text"]
+__all__ = [
+    "REDACTED",
+    "is_sensitive_key",
+    "redact_error_message",
+    "redact_event",
+    "redact_fields",
+    "redact_integer",
+    "redact_text",
+]
 
 REDACTED = "[REDACTED]"
 _MAX_DEPTH = 32
@@ -55,6 +71,11 @@ _KEY_SUBSTRINGS = (
     "cvv",
     "privatekey",
     "cookie",
+    "email",
+    "phone",
+    "telefono",
+    "celular",
+    "whatsapp",
 )
 _KEY_WORDS = frozenset({"pan", "ine"})
 _KEY_WORD = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
@@ -71,6 +92,20 @@ _CURP = re.compile(
     re.IGNORECASE,
 )
 _RFC = re.compile(r"(?<![A-ZÑ&0-9_-])[A-ZÑ&]{3,4}[0-9]{6}[A-Z0-9]{3}(?![A-Z0-9_-])", re.IGNORECASE)
+# RFC 5322 atext in the local part; the lookbehind takes the whole local part or nothing.
+_EMAIL = re.compile(
+    r"(?<![A-Za-z0-9!#$%&'*+/=?^_`{|}~.-])[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+"
+    r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+(?![A-Za-z0-9-])"
+)
+# Mexico's numbering plan since 2019: 10 national digits, the first 2-9 (area codes of 2 or 3
+# digits); "+52 1" was the mobile prefix before and still appears in stored contacts.
+_PHONE = re.compile(
+    r"(?<![A-Za-z0-9_+])(?<![0-9][ -])"
+    r"(?:\+52[ -]?(?:1[ -]?)?)?"
+    r"(?:\(?[2-9][0-9]\)?[ -]?[0-9]{4}[ -]?[0-9]{4}|\(?[2-9][0-9]{2}\)?[ -]?[0-9]{3}[ -]?[0-9]{4})"
+    r"(?![A-Za-z0-9_])(?![ -][0-9])"
+)
+_SQL_DETAILS = re.compile(r"\n?\[SQL: .*?(?=\n\(Background on this error at:|\Z)", re.DOTALL)
 _DIGIT_RUN = re.compile(r"(?<![A-Za-z0-9_])[0-9]+(?:[ -][0-9]+)*(?![A-Za-z0-9_])")
 _DIGITS = re.compile(r"[0-9]+")
 
@@ -89,18 +124,38 @@ def redact_text(text: str) -> str:
     """Strip line breaks and replace every secret or PII pattern in a string by its tag."""
     text = text.translate(_LINE_BREAKS)
     text = _URL_CREDENTIALS.sub("[CREDENTIALS]@", text)
+    text = _EMAIL.sub("[EMAIL]", text)
     text = _BEARER.sub(r"\1 [TOKEN]", text)
     text = _JWT.sub("[JWT]", text)
     text = _WEBHOOK_SECRET.sub("[SECRET]", text)
     text = _API_KEY.sub("[SECRET]", text)
     text = _CURP.sub("[CURP]", text)
     text = _RFC.sub("[RFC]", text)
+    text = _PHONE.sub("[PHONE]", text)
     return _DIGIT_RUN.sub(_redact_digit_run, text)
+
+
+def redact_integer(value: int) -> int | str:
+    """Return an integer unchanged, or its redacted text when it is a card number or CLABE."""
+    text = str(value)
+    redacted = _DIGIT_RUN.sub(_redact_digit_run, text)
+    return value if redacted == text else redacted
+
+
+def redact_error_message(message: str) -> str:
+    """An exception's message fit to store or show: a database error's SQL statement and
+    parameters dropped, secrets and PII redacted."""
+    return redact_text(_SQL_DETAILS.sub("", message))
 
 
 def redact_event(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
     """Structlog processor: return a copy of the event with secrets and PII redacted."""
-    return {key: _redact_field(key, value, 0) for key, value in event_dict.items()}
+    return redact_fields(event_dict)
+
+
+def redact_fields(values: Mapping[str, object]) -> dict[str, object]:
+    """Return a copy of named values with secrets and PII redacted by key and by value."""
+    return {key: _redact_field(key, value, 0) for key, value in values.items()}
 
 
 def _redact_field(key: object, value: object, depth: int) -> object:
@@ -129,7 +184,7 @@ def _redact_value(value: object, depth: int) -> object:
     if isinstance(value, bytes | bytearray):
         return _redacted_or_same(value, bytes(value).decode("utf-8", errors="replace"))
     if isinstance(value, int):
-        return _redacted_or_same(value, str(value))
+        return redact_integer(value)
     return _redacted_or_same(value, repr(value))
 
 

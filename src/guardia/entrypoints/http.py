@@ -23,9 +23,10 @@ from guardia.adapters.postgres.database import migration_status
 from guardia.adapters.postgres.tables import alerts, webhook_attempts
 from guardia.audit import log as audit
 from guardia.audit.tables import audit_log
-from guardia.auth.tokens import Policy
+from guardia.auth.tokens import Policy, Role
 from guardia.bootstrap import Container
 from guardia.core.errors import Forbidden, GuardiaError, InvalidInput, NotFound
+from guardia.core.redaction import redact_fields, redact_text
 from guardia.entrypoints import incidents_http
 from guardia.entrypoints.deps import POLICY_KEY, container_of, policy, principal_of
 from guardia.jobs import deadletters
@@ -380,7 +381,11 @@ async def list_attempts(
     order_id: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
-    """Webhook delivery attempts kept for forensics (headers without secrets, body hash)."""
+    """Webhook delivery attempts kept for forensics (headers without secrets, body hash).
+
+    Operators see what was received; auditors see headers and details with PII redacted, and
+    never a body (only its hash and size)."""
+    raw = principal_of(request).role is Role.OPERATOR
     query = select(webhook_attempts).order_by(webhook_attempts.c.id.desc()).limit(limit)
     if outcome:
         query = query.where(webhook_attempts.c.outcome == outcome)
@@ -401,10 +406,10 @@ async def list_attempts(
                 "order_id": r.order_id,
                 "body_sha256": r.body_sha256,
                 "body_size": r.body_size,
-                "headers": r.headers,
+                "headers": r.headers if raw else redact_fields(r.headers),
                 "remote_addr": r.remote_addr,
                 "correlation_id": r.correlation_id,
-                "detail": r.detail,
+                "detail": r.detail if raw or r.detail is None else redact_text(r.detail),
             }
             for r in rows
         ]

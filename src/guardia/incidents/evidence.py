@@ -45,7 +45,7 @@ from uuid import UUID
 from guardia.core.canonical import GENESIS, MAX_SAFE_INTEGER, canonical_json, chain_hash
 from guardia.core.clock import MEXICO_CITY
 from guardia.core.errors import Conflict, GuardiaError, InvalidInput
-from guardia.core.redaction import REDACTED, is_sensitive_key, redact_text
+from guardia.core.redaction import REDACTED, is_sensitive_key, redact_integer, redact_text
 from guardia.incidents.model import (
     Incident,
     TimelineEntry,
@@ -393,8 +393,7 @@ def _clean(value: object, path: str, redact: bool, key: str | None = None) -> An
     if redact and isinstance(converted, str):
         return "\n".join(redact_text(line) for line in converted.split("\n"))
     if redact and isinstance(converted, int) and not isinstance(converted, bool):
-        text = str(converted)
-        return converted if redact_text(text) == text else redact_text(text)
+        return redact_integer(converted)
     return converted
 
 

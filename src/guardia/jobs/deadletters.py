@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from guardia.adapters.postgres.tables import dead_letters
 from guardia.audit import log as audit
 from guardia.core.errors import failure_cause
+from guardia.core.redaction import redact_error_message
 from guardia.jobs.policy import BackoffPolicy
 
 log = structlog.get_logger(__name__)
@@ -103,7 +104,7 @@ async def record(engine: AsyncEngine, *, job: Any, exc: BaseException, queue: st
                 lock=job.lock,
                 cause=failure_cause(exc),
                 error_type=type(exc).__name__,
-                error_message=str(exc)[:2000],
+                error_message=redact_error_message(str(exc))[:2000],
                 attempts=job.attempts + 1,
                 correlation_id=kwargs.get("correlation_id"),
                 order_id=kwargs.get("order_id"),
