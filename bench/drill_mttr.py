@@ -49,7 +49,12 @@ def stack_env(data_dir: Path) -> dict[str, str]:
         "GUARDIA_SANDBOX_ODOO_PORT": str(free_port()),
         "GUARDIA_LOG_LEVEL": "WARNING",
     }
-    for key in ("GUARDIA_CONEKTA_API_KEY", "GUARDIA_ODOO_URL", "GUARDIA_DATABASE_URL"):
+    for key in (
+        "GUARDIA_CONEKTA_API_KEY",
+        "GUARDIA_CONEKTA_WEBHOOK_KEYS",
+        "GUARDIA_ODOO_URL",
+        "GUARDIA_DATABASE_URL",
+    ):
         env.pop(key, None)
     return env
 

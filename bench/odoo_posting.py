@@ -67,11 +67,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from guardia.adapters.odoo.client import OdooClient
 from guardia.ledger.model import two_line_entry
-from guardia.sandbox.conekta.simulator import DEFAULT_API_KEY as CONEKTA_KEY
 from guardia.sandbox.odoo import OdooSimConfig
 from guardia.settings import Settings
 
 HOST = "127.0.0.1"
+# Guardia runs in real-provider mode here, which refuses the simulator's sandbox key.
+CONEKTA_KEY = "key_bench_odoo_posting_0001"
 TARGET_RATE = 200.0
 P99_TARGET_SECONDS = 1.0
 ACHIEVED_RATE_SHARE = 0.95

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import structlog
@@ -20,6 +21,7 @@ from guardia.backups.context import BackupContext
 from guardia.backups.health import BackupGauges
 from guardia.backups.health import readiness as backup_readiness
 from guardia.core.clock import Clock, SystemClock
+from guardia.core.errors import InvalidInput
 from guardia.ingest.service import WebhookReceiver
 from guardia.ingest.signature import ConektaKeyring
 from guardia.jobs import deadletters
@@ -43,6 +45,48 @@ SIM_ODOO_KEY = "odoo-test-api-key"
 def sandbox_dir(settings: Settings) -> Path:
     """Where the local simulators keep their keys."""
     return settings.data_dir / SANDBOX_DIR
+
+
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def check_conekta_config(settings: Settings) -> None:
+    """Refuse a half-real Conekta configuration, naming the setting to fix.
+
+    Any real webhook key or API key means the real Conekta: then the simulator's webhook key and
+    the hard-coded sandbox API key must never be trusted, so the other real setting is required
+    too (a missing one would otherwise fall back to the simulator's), and neither may point at
+    the simulator.
+    """
+    api_key = settings.conekta_api_key.get_secret_value() if settings.conekta_api_key else None
+    key_files = [Path(p.strip()) for p in settings.conekta_webhook_keys.split(",") if p.strip()]
+    if api_key is None and not key_files:
+        return
+    if api_key is None:
+        raise InvalidInput(
+            "GUARDIA_CONEKTA_API_KEY is not set while GUARDIA_CONEKTA_WEBHOOK_KEYS is: set the "
+            "real API key too (or neither, for the local simulator)"
+        )
+    if api_key == SIM_API_KEY:
+        raise InvalidInput(
+            "GUARDIA_CONEKTA_API_KEY is the simulator's sandbox key: set the real API key"
+        )
+    if not key_files:
+        raise InvalidInput(
+            "GUARDIA_CONEKTA_WEBHOOK_KEYS is not set while GUARDIA_CONEKTA_API_KEY is: set the "
+            "real webhook public keys too (or neither, for the local simulator)"
+        )
+    simulator_key = (sandbox_dir(settings) / SIM_PUBLIC_KEY).resolve()
+    if any(path.resolve() == simulator_key for path in key_files):
+        raise InvalidInput(
+            "GUARDIA_CONEKTA_WEBHOOK_KEYS lists the simulator's key: list Conekta's public keys"
+        )
+    url = urlsplit(settings.conekta_api_url)
+    if url.hostname in _LOOPBACK and url.port == settings.sandbox_conekta_port:
+        raise InvalidInput(
+            "GUARDIA_CONEKTA_API_URL points at the local simulator while a real key is set: "
+            "use Conekta's API URL"
+        )
 
 
 def load_keyring(settings: Settings) -> ConektaKeyring:
@@ -244,6 +288,7 @@ def build_container(
     odoo: LedgerGateway | None = None,
 ) -> Container:
     """Wire a Container from settings (fakes may replace the clock or the Conekta client)."""
+    check_conekta_config(settings)
     api_key = (
         settings.conekta_api_key.get_secret_value() if settings.conekta_api_key else SIM_API_KEY
     )

@@ -274,8 +274,9 @@ class Settings(BaseSettings):
         return self.database_direct_url or self.database_url
 
     def uses_simulators(self) -> bool:
-        """Tell whether Guardia talks to the local Conekta simulator."""
-        return self.conekta_api_key is None
+        """Tell whether Guardia talks to the local Conekta simulator: only when no real Conekta
+        setting (API key or webhook key) is configured."""
+        return self.conekta_api_key is None and not self.conekta_webhook_keys.strip()
 
     def uses_odoo_simulator(self) -> bool:
         """Tell whether Guardia posts to the local Odoo simulator."""

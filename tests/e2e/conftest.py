@@ -95,7 +95,11 @@ def guardia_up(db_url: str, tmp_path: Path) -> Iterator[Running]:
         "GUARDIA_SWEEP_PENDING_AGE_SECONDS": "2",
         "GUARDIA_ALERT_EVAL_CRON": "* * * * * *",
     }
-    for provider_key in ("GUARDIA_CONEKTA_API_KEY", "GUARDIA_ODOO_URL"):
+    for provider_key in (
+        "GUARDIA_CONEKTA_API_KEY",
+        "GUARDIA_CONEKTA_WEBHOOK_KEYS",
+        "GUARDIA_ODOO_URL",
+    ):
         env.pop(provider_key, None)
     log = tmp_path / "guardia-up.log"
     with log.open("wb") as out:

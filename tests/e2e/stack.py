@@ -14,9 +14,11 @@ import httpx
 
 from guardia.auth.tokens import hash_token
 from tests.conftest import Signer
-from tests.e2e.conftest import OPERATOR, PWA, SIM_KEY, free_port, poll
+from tests.e2e.conftest import OPERATOR, PWA, free_port, poll
 
 ODOO_KEY = "odoo-test-api-key"
+# Real-provider mode refuses the simulator's sandbox key, so this simulator gets its own.
+CONEKTA_KEY = "key_e2e_stack_0123456789"
 
 
 @dataclass
@@ -57,7 +59,7 @@ class Stack:
             "GUARDIA_PORT": str(self.api_port),
             "GUARDIA_PUBLIC_BASE_URL": self.api,
             "GUARDIA_API_TOKENS": f"op:operator:{hash_token(OPERATOR)},pwa:pwa:{hash_token(PWA)}",
-            "GUARDIA_CONEKTA_API_KEY": SIM_KEY,
+            "GUARDIA_CONEKTA_API_KEY": CONEKTA_KEY,
             "GUARDIA_CONEKTA_API_URL": self.conekta,
             "GUARDIA_CONEKTA_WEBHOOK_KEYS": str(public),
             "GUARDIA_ODOO_URL": self.odoo,
@@ -94,6 +96,8 @@ class Stack:
                 f"{self.api}/webhooks/conekta",
                 "--private-key-file",
                 str(key),
+                "--api-key",
+                CONEKTA_KEY,
             ],
         )
         self.start("odoo", ["guardia.sandbox.odoo_cli", "serve", "--port", str(self.odoo_port)])

@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from tests.conftest import Signer
-from tests.e2e.conftest import OPERATOR, SIM_KEY, poll
-from tests.e2e.stack import Stack
+from tests.e2e.conftest import OPERATOR, poll
+from tests.e2e.stack import CONEKTA_KEY, Stack
 
 pytestmark = pytest.mark.e2e
 
@@ -28,7 +28,7 @@ def stack(db_url: str, tmp_path: Path, signer: Signer) -> Iterator[Stack]:
 
 def conekta(stack: Stack) -> httpx.Client:
     return httpx.Client(
-        base_url=stack.conekta, timeout=10, headers={"Authorization": f"Bearer {SIM_KEY}"}
+        base_url=stack.conekta, timeout=10, headers={"Authorization": f"Bearer {CONEKTA_KEY}"}
     )
 
 

@@ -17,8 +17,8 @@ from guardia.alerts.rules import prometheus_rules
 from guardia.audit import log as audit
 from guardia.auth.tokens import Role, hash_token, new_token
 from guardia.backups import cli as backup_cli
-from guardia.bootstrap import Container
-from guardia.core.errors import InvalidInput
+from guardia.bootstrap import Container, check_conekta_config
+from guardia.core.errors import GuardiaError, InvalidInput
 from guardia.drills import cli as drill_cli
 from guardia.entrypoints import incidents_cli, recon_cli, runbook_cli, runtime
 from guardia.entrypoints.cli_support import load_settings, operator_identity, with_container
@@ -77,10 +77,21 @@ def _emit(data: Any, as_json: bool, human: Callable[[], None]) -> None:
 _with_container = with_container
 
 
+def _startable_settings() -> Settings:
+    """Settings a server may start with; a half-real provider configuration exits 1 in one line."""
+    settings = _settings()
+    try:
+        check_conekta_config(settings)
+    except GuardiaError as exc:
+        err.print(f"[red]error:[/red] {exc.message}", soft_wrap=True)
+        raise typer.Exit(code=1) from exc
+    return settings
+
+
 @app.command()
 def up() -> None:
     """Run Guardia: embedded Postgres (unless configured), migrations, API, worker, simulators."""
-    settings = _settings()
+    settings = _startable_settings()
 
     def announce(info: dict[str, Any]) -> None:
         err.rule("[bold green]Guardia is up")
@@ -103,7 +114,7 @@ def up() -> None:
 @app.command()
 def serve() -> None:
     """Run the HTTP API only."""
-    asyncio.run(runtime.serve(_settings()))
+    asyncio.run(runtime.serve(_startable_settings()))
 
 
 @app.command()
@@ -111,7 +122,7 @@ def worker(
     concurrency: Annotated[int | None, typer.Option(help="Jobs run at once.")] = None,
 ) -> None:
     """Run a worker (with the scheduler); start more on other machines to scale out."""
-    asyncio.run(runtime.worker(_settings(), concurrency=concurrency))
+    asyncio.run(runtime.worker(_startable_settings(), concurrency=concurrency))
 
 
 @db_app.command("upgrade")
