@@ -105,7 +105,8 @@ def up() -> None:
             err.print(f"Local tokens (also in {runtime.dev_tokens_path(settings)}):")
             for role, token in info["tokens"].items():
                 err.print(f"  {role:9} {token}")
-        err.print("Try:  guardia sandbox conekta create-order --method spei --amount 150000")
+        for hint in runtime.sandbox_hints(settings):
+            err.print(f"Try:  {hint}", soft_wrap=True)
         err.rule()
 
     asyncio.run(runtime.up(settings, announce=announce))

@@ -226,6 +226,25 @@ async def worker(settings: Settings, *, concurrency: int | None = None) -> None:
         database.close()
 
 
+def _port_prefix(settings: Settings, field: str) -> str:
+    """`GUARDIA_SANDBOX_…_PORT=N ` when N is not the default, for a command typed in a shell
+    that may not carry `up`'s environment."""
+    port = getattr(settings, field)
+    default = Settings.model_fields[field].default
+    return "" if port == default else f"GUARDIA_{field.upper()}={port} "
+
+
+def sandbox_hints(settings: Settings) -> list[str]:
+    """The commands `guardia up` suggests, aimed at the simulators this instance runs."""
+    hints: list[str] = []
+    if settings.uses_simulators():
+        prefix = _port_prefix(settings, "sandbox_conekta_port")
+        hints.append(f"{prefix}guardia sandbox conekta create-order --method spei --amount 150000")
+    if settings.uses_odoo_simulator():
+        hints.append(f"{_port_prefix(settings, 'sandbox_odoo_port')}guardia sandbox odoo moves")
+    return hints
+
+
 def dev_tokens_path(settings: Settings) -> Path:
     """Where `up` keeps locally minted tokens."""
     return settings.data_dir / DEV_TOKENS_FILE

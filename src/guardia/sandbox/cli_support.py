@@ -14,6 +14,12 @@ from rich.console import Console
 err_console = Console(stderr=True)
 
 
+def simulator_url(port: int) -> str:
+    """A local simulator's base URL; its port comes from GUARDIA_SANDBOX_*_PORT (env or .env),
+    as `guardia up` starts it, so each instance on a shared machine drives its own."""
+    return f"http://127.0.0.1:{port}"
+
+
 def call(
     simulator: str,
     method: str,

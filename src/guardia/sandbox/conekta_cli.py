@@ -15,10 +15,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from guardia.sandbox.cli_support import call, emit_json
+from guardia.sandbox.cli_support import call, emit_json, simulator_url
 from guardia.sandbox.conekta.simulator import DEFAULT_API_KEY
+from guardia.settings import Settings
 
-DEFAULT_URL = "http://127.0.0.1:8101"
 TEST_CARD = "tok_test_visa_4242"  # Conekta's public test token (tarjetas de prueba)
 
 app = typer.Typer(
@@ -28,7 +28,13 @@ app = typer.Typer(
 console = Console()
 
 UrlOption = Annotated[
-    str, typer.Option("--url", envvar="GUARDIA_CONEKTA_SIM_URL", help="Simulator base URL.")
+    str | None,
+    typer.Option(
+        "--url",
+        envvar="GUARDIA_CONEKTA_SIM_URL",
+        show_default=False,
+        help="Simulator base URL (default: 127.0.0.1 on GUARDIA_SANDBOX_CONEKTA_PORT, 8101).",
+    ),
 ]
 KeyOption = Annotated[
     str,
@@ -65,8 +71,9 @@ def _conekta_refusal(response: httpx.Response, payload: Any) -> str:
 
 
 def _call(
-    method: str, url: str, path: str, *, api_key: str | None = None, body: object = None
+    method: str, url: str | None, path: str, *, api_key: str | None = None, body: object = None
 ) -> Any:
+    url = url or simulator_url(Settings().sandbox_conekta_port)
     headers = {"Accept": "application/vnd.conekta-v2.2.0+json"}
     if api_key is not None:
         headers["Authorization"] = f"Bearer {api_key}"
@@ -104,7 +111,7 @@ def create_order(
     email: Annotated[str, typer.Option("--email")] = "ana.lopez@example.mx",
     phone: Annotated[str, typer.Option("--phone")] = "+525512345678",
     test_card: Annotated[str, typer.Option("--token", help="Card test token.")] = TEST_CARD,
-    url: UrlOption = DEFAULT_URL,
+    url: UrlOption = None,
     api_key: KeyOption = DEFAULT_API_KEY,
     as_json: JsonOption = False,
 ) -> None:
@@ -122,19 +129,19 @@ def create_order(
 
 
 @app.command()
-def pay(order_id: OrderArg, url: UrlOption = DEFAULT_URL, as_json: JsonOption = False) -> None:
+def pay(order_id: OrderArg, url: UrlOption = None, as_json: JsonOption = False) -> None:
     """Simulate the customer paying an order."""
     _show_order(_call("POST", url, f"/_sandbox/orders/{order_id}/pay"), as_json)
 
 
 @app.command()
-def expire(order_id: OrderArg, url: UrlOption = DEFAULT_URL, as_json: JsonOption = False) -> None:
+def expire(order_id: OrderArg, url: UrlOption = None, as_json: JsonOption = False) -> None:
     """Expire an unpaid order."""
     _show_order(_call("POST", url, f"/_sandbox/orders/{order_id}/expire"), as_json)
 
 
 @app.command()
-def cancel(order_id: OrderArg, url: UrlOption = DEFAULT_URL, as_json: JsonOption = False) -> None:
+def cancel(order_id: OrderArg, url: UrlOption = None, as_json: JsonOption = False) -> None:
     """Cancel an unpaid order."""
     _show_order(_call("POST", url, f"/_sandbox/orders/{order_id}/cancel"), as_json)
 
@@ -145,7 +152,7 @@ def refund(
     amount: Annotated[
         int | None, typer.Option("--amount", min=1, help="Cents; default: the rest.")
     ] = None,
-    url: UrlOption = DEFAULT_URL,
+    url: UrlOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Refund part or all of a paid order."""
@@ -154,9 +161,7 @@ def refund(
 
 
 @app.command()
-def chargeback(
-    order_id: OrderArg, url: UrlOption = DEFAULT_URL, as_json: JsonOption = False
-) -> None:
+def chargeback(order_id: OrderArg, url: UrlOption = None, as_json: JsonOption = False) -> None:
     """Record a chargeback on a paid order."""
     _show_order(_call("POST", url, f"/_sandbox/orders/{order_id}/chargeback"), as_json)
 
@@ -168,7 +173,7 @@ def fault(
     count: Annotated[int | None, typer.Option("--count", min=1, help="Events/calls hit.")] = None,
     delay: Annotated[float | None, typer.Option("--delay", min=0, help="Seconds.")] = None,
     status_code: Annotated[int | None, typer.Option("--status-code", min=400, max=599)] = None,
-    url: UrlOption = DEFAULT_URL,
+    url: UrlOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Install a fault: drop, duplicate, reorder, delay, bad_signature or api_error."""
@@ -191,7 +196,7 @@ def fault(
 
 
 @app.command("clear-faults")
-def clear_faults(url: UrlOption = DEFAULT_URL, as_json: JsonOption = False) -> None:
+def clear_faults(url: UrlOption = None, as_json: JsonOption = False) -> None:
     """Remove every fault, releasing held events."""
     result = _call("DELETE", url, "/_sandbox/faults")
     if as_json:
@@ -201,7 +206,7 @@ def clear_faults(url: UrlOption = DEFAULT_URL, as_json: JsonOption = False) -> N
 
 
 @app.command()
-def deliveries(url: UrlOption = DEFAULT_URL, as_json: JsonOption = False) -> None:
+def deliveries(url: UrlOption = None, as_json: JsonOption = False) -> None:
     """Show every webhook delivery attempt."""
     rows = _call("GET", url, "/_sandbox/deliveries")
     if as_json:
@@ -231,7 +236,10 @@ def deliveries(url: UrlOption = DEFAULT_URL, as_json: JsonOption = False) -> Non
 @app.command()
 def serve(
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port")] = 8101,
+    port: Annotated[
+        int | None,
+        typer.Option("--port", show_default=False, help="Default: GUARDIA_SANDBOX_CONEKTA_PORT."),
+    ] = None,
     webhook_url: Annotated[
         list[str] | None,
         typer.Option(
@@ -262,7 +270,12 @@ def serve(
         webhook_urls=list(webhook_url or []),
         private_key_pem=private_key_file.read_bytes() if private_key_file else None,
     )
-    uvicorn.run(create_app(ConektaSimulator(config)), host=host, port=port, ws="none")
+    uvicorn.run(
+        create_app(ConektaSimulator(config)),
+        host=host,
+        port=port or Settings().sandbox_conekta_port,
+        ws="none",
+    )
 
 
 if __name__ == "__main__":

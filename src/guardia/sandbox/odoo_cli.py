@@ -14,10 +14,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from guardia.sandbox.cli_support import call, emit_json
-
-DEFAULT_URL = "http://127.0.0.1:8102"
-DEFAULT_PORT = 8102
+from guardia.sandbox.cli_support import call, emit_json, simulator_url
+from guardia.settings import Settings
 
 app = typer.Typer(
     help="Drive the local Odoo simulator: inject faults, restore removals, list journal entries.",
@@ -26,7 +24,13 @@ app = typer.Typer(
 console = Console()
 
 UrlOption = Annotated[
-    str, typer.Option("--url", envvar="GUARDIA_ODOO_SIM_URL", help="Simulator base URL.")
+    str | None,
+    typer.Option(
+        "--url",
+        envvar="GUARDIA_ODOO_SIM_URL",
+        show_default=False,
+        help="Simulator base URL (default: 127.0.0.1 on GUARDIA_SANDBOX_ODOO_PORT, 8102).",
+    ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the raw JSON response.")]
 
@@ -59,14 +63,18 @@ def _odoo_refusal(_response: httpx.Response, payload: Any) -> str:
     return str(payload.get("detail") if isinstance(payload, dict) else payload)
 
 
-def _call(method: str, url: str, path: str, *, body: object = None) -> Any:
+def _call(method: str, url: str | None, path: str, *, body: object = None) -> Any:
+    url = url or simulator_url(Settings().sandbox_odoo_port)
     return call("Odoo simulator", method, url, path, body=body, refusal=_odoo_refusal)
 
 
 @app.command()
 def serve(
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port")] = DEFAULT_PORT,
+    port: Annotated[
+        int | None,
+        typer.Option("--port", show_default=False, help="Default: GUARDIA_SANDBOX_ODOO_PORT."),
+    ] = None,
     version: Annotated[
         Version, typer.Option("--version", envvar="GUARDIA_ODOO_SIM_VERSION", help="Odoo version.")
     ] = Version.v16,
@@ -107,7 +115,11 @@ def serve(
         latency_seconds=latency,
     )
     uvicorn.run(
-        create_app(OdooSimulator(config)), host=host, port=port, ws="none", server_header=False
+        create_app(OdooSimulator(config)),
+        host=host,
+        port=port or Settings().sandbox_odoo_port,
+        ws="none",
+        server_header=False,
     )
 
 
@@ -120,7 +132,7 @@ def fault(
     status: Annotated[
         int | None, typer.Option("--status", min=502, max=504, help="error_5xx status.")
     ] = None,
-    url: UrlOption = DEFAULT_URL,
+    url: UrlOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Install a fault (down, slow, error_5xx, auth_revoked, account_removed, ...)."""
@@ -140,7 +152,7 @@ def fault(
 
 
 @app.command()
-def faults(url: UrlOption = DEFAULT_URL, as_json: JsonOption = False) -> None:
+def faults(url: UrlOption = None, as_json: JsonOption = False) -> None:
     """List the active faults."""
     rows = _call("GET", url, "/_sandbox/faults")["data"]
     if as_json:
@@ -154,7 +166,7 @@ def faults(url: UrlOption = DEFAULT_URL, as_json: JsonOption = False) -> None:
 
 
 @app.command("clear-faults")
-def clear_faults(url: UrlOption = DEFAULT_URL, as_json: JsonOption = False) -> None:
+def clear_faults(url: UrlOption = None, as_json: JsonOption = False) -> None:
     """Remove every fault (removals undone, stalled answers released)."""
     result = _call("DELETE", url, "/_sandbox/faults")
     if as_json:
@@ -164,7 +176,7 @@ def clear_faults(url: UrlOption = DEFAULT_URL, as_json: JsonOption = False) -> N
 
 
 @app.command()
-def restore(url: UrlOption = DEFAULT_URL, as_json: JsonOption = False) -> None:
+def restore(url: UrlOption = None, as_json: JsonOption = False) -> None:
     """Bring back removed accounts, journals and the bot's billing group."""
     result = _call("POST", url, "/_sandbox/restore")
     if as_json:
@@ -178,7 +190,7 @@ def add_account(
     code: Annotated[str, typer.Argument(help="Account code, e.g. 401.01.01.")],
     name: Annotated[str, typer.Argument(help="Account name.")],
     account_type: Annotated[str, typer.Argument(metavar="TYPE", help="e.g. income, asset_cash.")],
-    url: UrlOption = DEFAULT_URL,
+    url: UrlOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Create an account (a re-created account gets a new id, as in Odoo)."""
@@ -191,7 +203,7 @@ def add_account(
 
 
 @app.command()
-def moves(url: UrlOption = DEFAULT_URL, as_json: JsonOption = False) -> None:
+def moves(url: UrlOption = None, as_json: JsonOption = False) -> None:
     """Show every journal entry with its lines."""
     rows = _call("GET", url, "/_sandbox/moves")
     if as_json:
