@@ -15,6 +15,7 @@ from typing import Any
 
 import structlog
 from sqlalchemy import func, insert, select, text, update
+from sqlalchemy.exc import DataError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from guardia.adapters.postgres.tables import (
@@ -26,7 +27,7 @@ from guardia.adapters.postgres.tables import (
 )
 from guardia.audit import log as audit
 from guardia.core.clock import Clock
-from guardia.core.errors import InvalidInput, NotFound
+from guardia.core.errors import GuardiaError, InvalidInput, NotFound, is_retryable
 from guardia.core.ids import new_correlation_id
 from guardia.core.money import Money
 from guardia.ledger.outbox import record_postings
@@ -277,7 +278,42 @@ def _order_snapshot_of(body: dict[str, Any], event_type: str) -> OrderSnapshot:
 
 
 async def process_event(engine: AsyncEngine, event_pk: int) -> Processed:
-    """Process one stored webhook event exactly once (the status flip commits with the effect)."""
+    """Process one stored webhook event exactly once (the status flip commits with the effect).
+
+    An event that can never be processed (an amount "abc", -500 or 1e30, `data: null`) is
+    marked `failed` with its error and the failure raised: the inbox relay only picks
+    `received` events, so it becomes one dead letter instead of one every relay cycle.
+    """
+    try:
+        return await _process_event(engine, event_pk)
+    except DataError as exc:
+        # Values the database refuses are in the event and will be refused again.
+        refused = InvalidInput(f"stored event {event_pk}: the database refuses it: {exc.orig}")
+        await _mark_failed(engine, event_pk, refused)
+        raise refused from exc
+    except GuardiaError as exc:
+        if not is_retryable(exc):
+            await _mark_failed(engine, event_pk, exc)
+        raise
+
+
+async def _mark_failed(engine: AsyncEngine, event_pk: int, exc: GuardiaError) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(webhook_events)
+            .where(
+                webhook_events.c.id == event_pk, webhook_events.c.status.in_(("received", "failed"))
+            )
+            .values(
+                status="failed",
+                attempts=webhook_events.c.attempts + 1,
+                last_error=exc.message[:2000],
+            )
+        )
+    log.error("event_failed", event_pk=event_pk, error=exc.message[:500])
+
+
+async def _process_event(engine: AsyncEngine, event_pk: int) -> Processed:
     async with engine.begin() as conn:
         ev = (
             await conn.execute(
