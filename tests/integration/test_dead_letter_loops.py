@@ -5,17 +5,20 @@ whose job later succeeds."""
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
+from alembic import command
 from sqlalchemy import select, text
 
-from guardia.adapters.postgres.database import Database
+from guardia.adapters.postgres.database import Database, alembic_config, with_database
 from guardia.adapters.postgres.tables import dead_letters, postings, webhook_events
 from guardia.alerts.rules import evaluate_all
 from guardia.bootstrap import Container, build_container
@@ -294,3 +297,60 @@ async def test_dead_letters_growing_resolves_while_a_stuck_item_fails_again_but_
     assert letter.attempts > 2
     assert changes[-1] == "resolved"
     assert "resolved" in changes
+
+
+@pytest.fixture
+def empty_db(pg_admin_url: str) -> Iterator[str]:
+    """A database with no migration applied yet."""
+    name = f"guardia_m_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield with_database(pg_admin_url, name)
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_the_migration_merges_the_open_duplicates_the_loop_left_into_the_oldest(
+    empty_db: str,
+) -> None:
+    command.upgrade(alembic_config(empty_db), "0007")
+    insert = (
+        "INSERT INTO dead_letters (task_name, task_kwargs, queue, cause, error_type, "
+        "error_message, attempts, failed_at, status) VALUES (%s, %s, 'q', 'invalid_input', "
+        "'InvalidInput', 'bad', %s, %s, %s)"
+    )
+    first = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    event = '{"event_pk": 7, "order_id": "ord_1", "correlation_id": "c1"}'
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        for minute in range(3):
+            conn.execute(
+                insert,
+                (tasks.PROCESS_EVENT, event, 1, first + timedelta(minutes=minute), "open"),
+            )
+        conn.execute(insert, (tasks.PROCESS_EVENT, event, 1, first, "retried"))
+        for timestamp in (1, 2):
+            conn.execute(insert, (tasks.SWEEP, f'{{"timestamp": {timestamp}}}', 8, first, "open"))
+        conn.execute(insert, (tasks.PULL_ORDER, '{"order_id": "ord_2"}', 8, first, "open"))
+
+    command.upgrade(alembic_config(empty_db), "head")
+
+    with psycopg.connect(empty_db) as conn:
+        rows = conn.execute(
+            "SELECT id, task_name, status, attempts, failed_at, last_failed_at, resolution "
+            "FROM dead_letters ORDER BY id"
+        ).fetchall()
+    assert [(r[0], r[1], r[2], r[3]) for r in rows] == [
+        (1, tasks.PROCESS_EVENT, "open", 3),
+        (2, tasks.PROCESS_EVENT, "merged", 1),
+        (3, tasks.PROCESS_EVENT, "merged", 1),
+        (4, tasks.PROCESS_EVENT, "retried", 1),
+        (5, tasks.SWEEP, "open", 16),
+        (6, tasks.SWEEP, "merged", 8),
+        (7, tasks.PULL_ORDER, "open", 8),
+    ]
+    assert (rows[0][4], rows[0][5]) == (first, first + timedelta(minutes=2))
+    assert [r[6] for r in rows if r[2] == "merged"] == [
+        "merged into dead letter 1",
+        "merged into dead letter 1",
+        "merged into dead letter 5",
+    ]
