@@ -21,16 +21,20 @@ from sqlalchemy import select, text
 from guardia.adapters.postgres.database import Database, alembic_config, with_database
 from guardia.adapters.postgres.tables import dead_letters, postings, webhook_events
 from guardia.alerts.rules import evaluate_all
+from guardia.auth.tokens import Role
 from guardia.bootstrap import Container, build_container
 from guardia.core.clock import FakeClock
 from guardia.entrypoints.http import create_app
 from guardia.entrypoints.runtime import opened
+from guardia.incidents.service import from_row as incident_from_row
+from guardia.incidents.service import timeline as incident_timeline
 from guardia.incidents.tables import incidents
 from guardia.jobs import tasks
 from guardia.ledger.fakes import InMemoryLedger
 from guardia.payments.fakes import InMemoryOrders
 from guardia.payments.model import snapshot_from_order
 from tests.conftest import Signer
+from tests.integration.conftest import auth
 from tests.integration.conftest import test_settings as settings_for
 from tests.integration.test_recovery import drain_all
 from tests.integration.test_webhook_ingest import fixture_event, post_event
@@ -254,6 +258,7 @@ async def test_a_posting_that_fails_then_succeeds_on_the_relay_resolves_its_dead
     await drain_all(container)
     (open_letter,) = await letters(container)
     assert open_letter.status == "open"
+    await evaluate_all(container.engine, container.settings, clock.now())
 
     orders.unavailable = False
     await relay_cycle(container, clock, REST + timedelta(seconds=1))
@@ -265,7 +270,18 @@ async def test_a_posting_that_fails_then_succeeds_on_the_relay_resolves_its_dead
         "resolved",
         clock.now(),
     )
-    assert closed.resolution.startswith("succeeded")
+    assert closed.resolution.startswith("succeeded on job ")
+    listed = await client.get(
+        "/api/dead-letters", params={"status": "resolved"}, headers=auth(Role.AUDITOR)
+    )
+    assert [(d["id"], d["resolution"]) for d in listed.json()["dead_letters"]] == [
+        (closed.id, closed.resolution)
+    ]
+    (incident,) = await dead_letter_incidents(container)
+    entries, _ = await incident_timeline(container.engine, incident_from_row(incident))
+    assert f"dead letter {closed.id} resolved after 2 failed runs" in " ".join(
+        e.summary for e in entries
+    )
 
 
 async def test_dead_letters_growing_resolves_while_a_stuck_item_fails_again_but_nothing_new(
