@@ -131,6 +131,14 @@ def paid_event(**order_changes: Any) -> dict[str, Any]:
     return event
 
 
+def refunds_past_a_bigint() -> dict[str, Any]:
+    """Each refund fits a bigint, their sum does not: the database refuses the payment row."""
+    event = paid_event(amount_refunded=None)
+    refund = {"object": "refund", "amount": 9_000_000_000_000_000_000}
+    event["data"]["object"]["charges"]["data"][0]["refunds"] = {"data": [refund, refund]}
+    return event
+
+
 def without_data() -> dict[str, Any]:
     event = copy.deepcopy(fixture_event("order_paid_spei.json"))
     event["data"] = None
@@ -144,6 +152,7 @@ def without_data() -> dict[str, Any]:
         pytest.param(paid_event(amount=-500), id="amount-negative"),
         pytest.param(paid_event(amount=1e30), id="amount-1e30"),
         pytest.param(without_data(), id="data-null"),
+        pytest.param(refunds_past_a_bigint(), id="refunds-past-a-bigint"),
     ],
 )
 async def test_a_poison_event_is_one_dead_letter_and_one_incident_and_is_not_retried(

@@ -22,6 +22,7 @@ import structlog
 from procrastinate import exceptions as proc_exc
 from sqlalchemy import ColumnElement, exists, func, literal_column, select, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from guardia.adapters.postgres.tables import dead_letters
@@ -230,7 +231,15 @@ def middleware(
                     attempts=job.attempts + 1,
                 )
             raise
-        closed = await resolve(engine_for(context), job=job, now=clock_for(context).now())
+        try:
+            closed = await resolve(engine_for(context), job=job, now=clock_for(context).now())
+        except SQLAlchemyError as exc:
+            # The job did its work: failing it now would run it again. The dead letter stays
+            # open for an operator; retrying it finds the work done and closes it.
+            log.warning(
+                "dead_letter_resolve_failed", task=job.task_name, job=job.id, error=str(exc)
+            )
+            return result
         if closed:
             log.info("dead_letter_resolved", dead_letter_ids=closed, task=job.task_name, job=job.id)
         return result
