@@ -235,7 +235,7 @@ def middleware(
             closed = await resolve(engine_for(context), job=job, now=clock_for(context).now())
         except SQLAlchemyError as exc:
             # The job did its work: failing it now would run it again. The dead letter stays
-            # open for an operator; retrying it finds the work done and closes it.
+            # open, in sight of an operator (the warning says why).
             log.warning(
                 "dead_letter_resolve_failed", task=job.task_name, job=job.id, error=str(exc)
             )
