@@ -379,3 +379,38 @@ def test_the_migration_merges_the_open_duplicates_the_loop_left_into_the_oldest(
         "merged into dead letter 1",
         "merged into dead letter 5",
     ]
+
+
+async def run_sweep(container: Container, clock: FakeClock, wait: timedelta) -> None:
+    """Let `wait` pass, run one sweeper pass as the scheduler would, then what it enqueued."""
+    clock.advance(wait)
+    context = SimpleNamespace(additional_context={"container": container})
+    await tasks.sweep(context, int(clock.now().timestamp()))
+    await drain_all(container)
+
+
+async def test_a_pending_order_conekta_does_not_know_is_one_dead_letter_not_a_stuck_sweeper(
+    client: httpx.AsyncClient,
+    container: Container,
+    signer: Signer,
+    clock: FakeClock,
+    orders: InMemoryOrders,
+) -> None:
+    received = await post_event(client, signer, fixture_event("order_pending_payment_spei.json"))
+    await drain_all(container)
+    pending_age = timedelta(seconds=container.settings.sweep_pending_age_seconds)
+    for _ in range(4):
+        await run_sweep(container, clock, pending_age + timedelta(seconds=1))
+        await evaluate_all(container.engine, container.settings, clock.now())
+
+    (letter,) = await letters(container)
+    assert (letter.task_name, letter.cause, letter.order_id, letter.attempts) == (
+        tasks.PULL_ORDER,
+        "not_found",
+        ORDER,
+        1,
+    )
+    assert letter.correlation_id == received.json()["correlation_id"]
+    assert orders.calls.count(f"get:{ORDER}") == 2  # the sweeper's pull, then the job's
+    (incident,) = await dead_letter_incidents(container)
+    assert incident.external_ids["conekta_order"] == [ORDER]

@@ -184,16 +184,23 @@ async def resolve(engine: AsyncEngine, *, job: Any, now: datetime) -> list[int]:
 
 
 def resting(
-    task_name: str, argument: str, item_id: ColumnElement[Any], *, failed_after: datetime
+    task_name: str,
+    argument: str,
+    item_id: ColumnElement[Any],
+    *,
+    failed_after: datetime | None = None,
 ) -> ColumnElement[bool]:
     """SQL: the item `item_id` of `task_name` (named by its `argument`) has an open dead letter
-    that failed after a moment. A relay leaves such an item alone until then."""
-    return exists().where(
+    (that failed after a moment, if given). Relays and the sweeper leave such an item alone:
+    an operator's retry, or the moment passing, brings it back."""
+    where = [
         dead_letters.c.status == "open",
         dead_letters.c.task_name == task_name,
-        dead_letters.c.item[argument].as_integer() == item_id,
-        dead_letters.c.last_failed_at > failed_after,
-    )
+        dead_letters.c.item[argument] == func.to_jsonb(item_id),
+    ]
+    if failed_after is not None:
+        where.append(dead_letters.c.last_failed_at > failed_after)
+    return exists().where(*where)
 
 
 def middleware(

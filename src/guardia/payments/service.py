@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import ColumnElement, func, insert, select, text, true, update
 from sqlalchemy.exc import DataError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -567,12 +567,18 @@ class SweepResult:
     discovered: int
     healed: list[str]
     postings: list[tuple[str, str, tuple[int, ...]]] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)
 
 
 async def pending_orders(
-    engine: AsyncEngine, *, older_than: datetime, newer_than: datetime
+    engine: AsyncEngine,
+    *,
+    older_than: datetime,
+    newer_than: datetime,
+    unless: ColumnElement[bool] | None = None,
 ) -> list[str]:
-    """Orders still pending payment that were created inside the sweep window."""
+    """Orders still pending payment that were created inside the sweep window, leaving out
+    those for which `unless` holds."""
     async with engine.connect() as conn:
         rows = await conn.execute(
             select(payments.c.order_id)
@@ -580,6 +586,7 @@ async def pending_orders(
                 payments.c.status == PaymentStatus.PENDING_PAYMENT.value,
                 payments.c.created_at < older_than,
                 payments.c.created_at > newer_than,
+                ~unless if unless is not None else true(),
             )
             .order_by(payments.c.created_at)
             .limit(500)
@@ -595,18 +602,28 @@ async def sweep(
     pending_age: timedelta,
     lookback: timedelta,
     grace: timedelta = timedelta(0),
+    skip: ColumnElement[bool] | None = None,
 ) -> SweepResult:
     """Heal lost webhooks: pull stale pending orders, then list orders Conekta updated lately.
 
     Orders Conekta changed less than `grace` ago are left to their webhook (and listed again
-    next pass): what the sweeper heals is then a webhook that did not come in time.
+    next pass): what the sweeper heals is then a webhook that did not come in time. Stale
+    orders for which `skip` holds are not pulled; one Conekta does not know is reported in
+    `unknown` and the pass goes on (it used to stop every pass at that order).
     """
     now = clock.now()
     healed: list[str] = []
+    unknown: list[str] = []
     new_postings: list[tuple[str, str, tuple[int, ...]]] = []
-    stale = await pending_orders(engine, older_than=now - pending_age, newer_than=now - lookback)
+    stale = await pending_orders(
+        engine, older_than=now - pending_age, newer_than=now - lookback, unless=skip
+    )
     for order_id in stale:
-        result = await pull_order(engine, source, order_id, actor="sweeper", kind="sweep")
+        try:
+            result = await pull_order(engine, source, order_id, actor="sweeper", kind="sweep")
+        except NotFound:
+            unknown.append(order_id)
+            continue
         if result.changes:
             healed.append(order_id)
         if result.postings:
@@ -655,7 +672,9 @@ async def sweep(
         )
     if healed:
         log.warning("sweep_healed_orders", orders=healed)
-    return SweepResult(len(stale), discovered, healed, new_postings)
+    if unknown:
+        log.error("sweep_orders_unknown_to_conekta", orders=unknown)
+    return SweepResult(len(stale), discovered, healed, new_postings, unknown)
 
 
 @dataclass(frozen=True, slots=True)
