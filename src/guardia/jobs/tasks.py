@@ -118,8 +118,8 @@ async def post_entry(
 
 
 def _rest_since(c: Container) -> datetime:
-    """Before this moment a dead-lettered item may be relayed again: one try per retry cap, so
-    a stuck item heals itself (Odoo back up) without a dead-letter loop."""
+    """A dead-lettered item whose last failure is older than this is relayed again: one try
+    per retry cap, so a stuck item heals itself (Odoo back up) without a dead-letter loop."""
     return c.clock.now() - timedelta(seconds=c.settings.retry_cap_seconds)
 
 
