@@ -345,7 +345,10 @@ async def run_worker(container: Container, *, concurrency: int | None = None) ->
         concurrency=concurrency or container.settings.worker_concurrency,
         additional_context={"container": container},
         worker_middleware=[
-            deadletters.middleware(lambda ctx: ctx.additional_context["container"].engine)
+            deadletters.middleware(
+                lambda ctx: ctx.additional_context["container"].engine,
+                lambda ctx: ctx.additional_context["container"].clock,
+            )
         ],
         install_signal_handlers=False,
         fetch_job_polling_interval=1.0,

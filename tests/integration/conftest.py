@@ -92,7 +92,9 @@ async def drain(container: Container) -> None:
         queues=["webhooks", "recovery", "ledger"],
         concurrency=4,
         additional_context={"container": container},
-        worker_middleware=[deadletters.middleware(lambda ctx: container.engine)],
+        worker_middleware=[
+            deadletters.middleware(lambda ctx: container.engine, lambda ctx: container.clock)
+        ],
         install_signal_handlers=False,
     )
 

@@ -193,6 +193,28 @@ def test_a_float_negative_or_non_integer_amount_is_invalid_input(amount: object)
         snapshot_from_order(order)
 
 
+@pytest.mark.parametrize("amount", [10**30, str(10**30), 2**63, "9" * 5000])
+def test_an_amount_no_bigint_column_can_hold_is_invalid_input(amount: object) -> None:
+    # JSON's 1e30 comes back from a jsonb column as the integer 10**30.
+    order = _order("order_paid_spei.json")
+    order["amount"] = amount
+
+    with pytest.raises(InvalidInput, match="integer amount"):
+        snapshot_from_order(order)
+
+
+def test_refund_and_fee_amounts_beyond_a_bigint_are_ignored_not_stored() -> None:
+    order = _order("order_paid_spei.json")
+    order["amount_refunded"] = 10**30
+    for charge in order["charges"]["data"]:
+        charge["fee"] = 10**30
+
+    snapshot = snapshot_from_order(order, event_type="order.paid")
+
+    assert snapshot.amount_refunded_cents == 0
+    assert snapshot.fee_cents is None
+
+
 def test_a_charge_object_is_not_mistaken_for_an_order() -> None:
     charge = _event("charge_paid_oxxo.json")["data"]["object"]
 

@@ -80,6 +80,8 @@ async def _webhook_failure_ratio(conn: AsyncConnection, s: Settings, now: dateti
 
 
 async def _dead_letter_growth(conn: AsyncConnection, s: Settings, now: datetime) -> Reading:
+    # New dead letters only: `failed_at` is an item's first failure; its later failures move
+    # `last_failed_at`, so a stuck item does not keep the alert firing forever.
     since = now - timedelta(seconds=s.alert_dead_letter_window_seconds)
     row = (
         await conn.execute(

@@ -267,7 +267,7 @@ def dlq_list(
     cause: Annotated[str | None, typer.Option()] = None,
     task: Annotated[str | None, typer.Option()] = None,
     order_id: Annotated[str | None, typer.Option("--order-id")] = None,
-    status: Annotated[str, typer.Option(help="open, retried or all")] = "open",
+    status: Annotated[str, typer.Option(help="open, retried, resolved, merged or all")] = "open",
     as_json: JsonOpt = False,
 ) -> None:
     """List dead letters."""
@@ -285,7 +285,9 @@ def dlq_list(
             "order_id": d.order_id,
             "correlation_id": d.correlation_id,
             "failed_at": d.failed_at.isoformat(),
+            "last_failed_at": d.last_failed_at.isoformat() if d.last_failed_at else None,
             "status": d.status,
+            "resolution": d.resolution,
         }
         for d in rows
     ]

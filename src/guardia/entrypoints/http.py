@@ -300,6 +300,9 @@ def _dl_json(d: deadletters.DeadLetter) -> dict[str, Any]:
         "status": d.status,
         "retried_at": d.retried_at.isoformat() if d.retried_at else None,
         "retry_job_id": d.retry_job_id,
+        "last_failed_at": d.last_failed_at.isoformat() if d.last_failed_at else None,
+        "resolved_at": d.resolved_at.isoformat() if d.resolved_at else None,
+        "resolution": d.resolution,
     }
 
 

@@ -485,7 +485,8 @@ async def timeline(
         for r in await rows(
             "dead_letters",
             "SELECT id, failed_at, task_name, cause, error_message, order_id, correlation_id, "
-            "status, retried_at, retried_by FROM dead_letters WHERE correlation_id = ANY(:corr) "
+            "status, retried_at, retried_by, attempts, last_failed_at, resolved_at, resolution "
+            "FROM dead_letters WHERE correlation_id = ANY(:corr) "
             "OR order_id = ANY(:orders) ORDER BY id",
         ):
             entries.append(
@@ -509,6 +510,19 @@ async def timeline(
                         f"dead letter {r.id} retried",
                         correlation_id=r.correlation_id,
                         actor=r.retried_by,
+                        conekta_order=r.order_id,
+                    )
+                )
+            if r.resolved_at is not None:
+                entries.append(
+                    _entry(
+                        r.resolved_at,
+                        TimelineKind.DEAD_LETTER,
+                        "dead_letters",
+                        r.id,
+                        f"dead letter {r.id} {r.status} after {r.attempts} failed runs "
+                        f"(last {r.last_failed_at.isoformat()}): {r.resolution}",
+                        correlation_id=r.correlation_id,
                         conekta_order=r.order_id,
                     )
                 )

@@ -8,7 +8,7 @@ advisory lock, so correctness does not depend on the queue alone.
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -16,12 +16,13 @@ from procrastinate import App
 from procrastinate import exceptions as proc_exc
 from sqlalchemy import select
 
-from guardia.adapters.postgres.tables import webhook_events
+from guardia.adapters.postgres.tables import postings, webhook_events
 from guardia.alerts.rules import evaluate_all
 from guardia.backups.drill import restore_drill as run_restore_drill
 from guardia.backups.service import check_backups as backup_preflight
 from guardia.backups.service import run_backup
 from guardia.incidents import notify
+from guardia.jobs import deadletters
 from guardia.ledger.check import check_ledger, store_report
 from guardia.ledger.check import posting_test as daily_posting_test
 from guardia.ledger.service import pending_postings, run_posting
@@ -116,12 +117,23 @@ async def post_entry(
     return {"move_id": outcome.move_id, "move": outcome.move_name, "adopted": outcome.adopted}
 
 
+def _rest_since(c: Container) -> datetime:
+    """A dead-lettered item whose last failure is older than this is relayed again: one try
+    per retry cap, so a stuck item heals itself (Odoo back up) without a dead-letter loop."""
+    return c.clock.now() - timedelta(seconds=c.settings.retry_cap_seconds)
+
+
 async def relay_postings(context: Any, timestamp: int) -> int:
     """Periodic: enqueue postings left pending (after a pull, replay, sweep or crash)."""
     c = _container(context)
     cutoff = c.clock.now() - timedelta(seconds=c.settings.inbox_relay_seconds)
+    resting = deadletters.resting(
+        POST_ENTRY, "posting_id", postings.c.id, failed_after=_rest_since(c)
+    )
     enqueued = 0
-    for posting_id, order_id, corr in await pending_postings(c.engine, older_than=cutoff):
+    for posting_id, order_id, corr in await pending_postings(
+        c.engine, older_than=cutoff, unless=resting
+    ):
         if await c.defer_postings(order_id, corr, (posting_id,)):
             enqueued += 1
     return enqueued
@@ -157,7 +169,10 @@ async def sweep(context: Any, timestamp: int) -> dict[str, Any]:
 
 
 async def relay_inbox(context: Any, timestamp: int) -> int:
-    """Periodic: enqueue stored events still unprocessed (e.g. the enqueue after ack failed)."""
+    """Periodic: enqueue stored events still unprocessed (e.g. the enqueue after ack failed).
+
+    An event that failed for good is `failed`, not `received`: only an operator retries it.
+    """
     c = _container(context)
     cutoff = c.clock.now() - timedelta(seconds=c.settings.inbox_relay_seconds)
     async with c.engine.connect() as conn:
@@ -166,7 +181,13 @@ async def relay_inbox(context: Any, timestamp: int) -> int:
                 select(
                     webhook_events.c.id, webhook_events.c.correlation_id, webhook_events.c.order_id
                 )
-                .where(webhook_events.c.status == "received", webhook_events.c.received_at < cutoff)
+                .where(
+                    webhook_events.c.status == "received",
+                    webhook_events.c.received_at < cutoff,
+                    ~deadletters.resting(
+                        PROCESS_EVENT, "event_pk", webhook_events.c.id, failed_after=_rest_since(c)
+                    ),
+                )
                 .order_by(webhook_events.c.id)
                 .limit(1000)
             )

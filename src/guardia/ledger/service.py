@@ -14,12 +14,19 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import func, select, text, update
+from sqlalchemy import ColumnElement, func, select, text, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from guardia.adapters.postgres.tables import postings
 from guardia.core.clock import Clock
-from guardia.core.errors import GuardiaError, NotFound, ProviderRejected, ProviderUnavailable
+from guardia.core.errors import (
+    GuardiaError,
+    NotFound,
+    ProviderRejected,
+    ProviderUnavailable,
+    failure_cause,
+    is_retryable,
+)
 from guardia.core.money import Money
 from guardia.ledger.model import PostingKind, PostingState, two_line_entry
 from guardia.ledger.ports import CustomerSource, Ledger, LedgerCatalog
@@ -169,19 +176,21 @@ async def run_posting(deps: PostingDeps, posting_id: int) -> PostingOutcome:
         await _save(deps.engine, posting_id, attempts=row.attempts + 1)
         try:
             outcome = await _post(deps, row)
-        except ProviderRejected as exc:
-            if exc.cause in TARGET_CAUSES:
-                deps.resolver.invalidate()
-            await _save(
-                deps.engine,
-                posting_id,
-                state=PostingState.DEAD.value,
-                cause=exc.cause,
-                last_error=exc.message[:2000],
-            )
-            raise
         except GuardiaError as exc:
-            await _save(deps.engine, posting_id, last_error=exc.message[:2000])
+            if isinstance(exc, ProviderRejected) and exc.cause in TARGET_CAUSES:
+                deps.resolver.invalidate()
+            if is_retryable(exc):
+                await _save(deps.engine, posting_id, last_error=exc.message[:2000])
+            else:
+                # Dead, so the relay stops picking it (an order Conekta does not know is
+                # NotFound, as final as a rejection); only an operator's retry runs it again.
+                await _save(
+                    deps.engine,
+                    posting_id,
+                    state=PostingState.DEAD.value,
+                    cause=failure_cause(exc),
+                    last_error=exc.message[:2000],
+                )
             raise
     log.info(
         "posting_posted",
@@ -310,9 +319,10 @@ async def _post_reversal(deps: PostingDeps, row: Any) -> PostingOutcome:
 
 
 async def pending_postings(
-    engine: AsyncEngine, *, older_than: datetime
+    engine: AsyncEngine, *, older_than: datetime, unless: ColumnElement[bool] | None = None
 ) -> list[tuple[int, str, str]]:
-    """Postings not posted nor dead, untouched since a moment: (id, order_id, correlation_id)."""
+    """Postings not posted nor dead, untouched since a moment, leaving out those for which
+    `unless` holds: (id, order_id, correlation_id)."""
     async with engine.connect() as conn:
         rows = await conn.execute(
             select(postings.c.id, postings.c.order_id, postings.c.correlation_id)
@@ -326,6 +336,7 @@ async def pending_postings(
                 )
             )
             .where(postings.c.updated_at < older_than)
+            .where(~unless if unless is not None else true())
             .order_by(postings.c.id)
             .limit(1000)
         )

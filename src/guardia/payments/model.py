@@ -455,18 +455,26 @@ def _text(value: object) -> str | None:
     return None
 
 
+# What a PostgreSQL bigint holds. A JSON amount such as 1e30 comes back from a jsonb column as
+# a 31-digit integer: refused here, it is invalid input once, not a database error retried forever.
+_MAX_CENTS = 2**63 - 1
+
+
 def _cents(value: object) -> int | None:
-    """Integer cents from an int or a string of digits; floats are refused (never money)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
+    """Integer cents from an int or a string of digits; floats and out-of-range values are
+    refused (never money)."""
+    cents: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        cents = value
+    elif isinstance(value, str):
         stripped = value.strip()
         digits = stripped.removeprefix("-")
-        if digits.isascii() and digits.isdigit():
-            return int(stripped)
-    return None
+        # The length test comes first: int() refuses strings past 4300 digits with ValueError.
+        if len(digits) <= len(str(_MAX_CENTS)) and digits.isascii() and digits.isdigit():
+            cents = int(stripped)
+    if cents is None or abs(cents) > _MAX_CENTS:
+        return None
+    return cents
 
 
 def _instant(value: object) -> datetime | None:

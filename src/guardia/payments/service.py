@@ -14,7 +14,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import ColumnElement, func, insert, select, text, true, update
+from sqlalchemy.exc import DataError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from guardia.adapters.postgres.tables import (
@@ -26,7 +27,7 @@ from guardia.adapters.postgres.tables import (
 )
 from guardia.audit import log as audit
 from guardia.core.clock import Clock
-from guardia.core.errors import InvalidInput, NotFound
+from guardia.core.errors import GuardiaError, InvalidInput, NotFound, is_retryable
 from guardia.core.ids import new_correlation_id
 from guardia.core.money import Money
 from guardia.ledger.outbox import record_postings
@@ -277,7 +278,42 @@ def _order_snapshot_of(body: dict[str, Any], event_type: str) -> OrderSnapshot:
 
 
 async def process_event(engine: AsyncEngine, event_pk: int) -> Processed:
-    """Process one stored webhook event exactly once (the status flip commits with the effect)."""
+    """Process one stored webhook event exactly once (the status flip commits with the effect).
+
+    An event that can never be processed (an amount "abc", -500 or 1e30, `data: null`) is
+    marked `failed` with its error and the failure raised: the inbox relay only picks
+    `received` events, so it becomes one dead letter instead of one every relay cycle.
+    """
+    try:
+        return await _process_event(engine, event_pk)
+    except DataError as exc:
+        # Values the database refuses are in the event and will be refused again.
+        refused = InvalidInput(f"stored event {event_pk}: the database refuses it: {exc.orig}")
+        await _mark_failed(engine, event_pk, refused)
+        raise refused from exc
+    except GuardiaError as exc:
+        if not is_retryable(exc):
+            await _mark_failed(engine, event_pk, exc)
+        raise
+
+
+async def _mark_failed(engine: AsyncEngine, event_pk: int, exc: GuardiaError) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(webhook_events)
+            .where(
+                webhook_events.c.id == event_pk, webhook_events.c.status.in_(("received", "failed"))
+            )
+            .values(
+                status="failed",
+                attempts=webhook_events.c.attempts + 1,
+                last_error=exc.message[:2000],
+            )
+        )
+    log.error("event_failed", event_pk=event_pk, error=exc.message[:500])
+
+
+async def _process_event(engine: AsyncEngine, event_pk: int) -> Processed:
     async with engine.begin() as conn:
         ev = (
             await conn.execute(
@@ -531,12 +567,18 @@ class SweepResult:
     discovered: int
     healed: list[str]
     postings: list[tuple[str, str, tuple[int, ...]]] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)
 
 
 async def pending_orders(
-    engine: AsyncEngine, *, older_than: datetime, newer_than: datetime
+    engine: AsyncEngine,
+    *,
+    older_than: datetime,
+    newer_than: datetime,
+    unless: ColumnElement[bool] | None = None,
 ) -> list[str]:
-    """Orders still pending payment that were created inside the sweep window."""
+    """Orders still pending payment that were created inside the sweep window, leaving out
+    those for which `unless` holds."""
     async with engine.connect() as conn:
         rows = await conn.execute(
             select(payments.c.order_id)
@@ -544,6 +586,7 @@ async def pending_orders(
                 payments.c.status == PaymentStatus.PENDING_PAYMENT.value,
                 payments.c.created_at < older_than,
                 payments.c.created_at > newer_than,
+                ~unless if unless is not None else true(),
             )
             .order_by(payments.c.created_at)
             .limit(500)
@@ -559,18 +602,28 @@ async def sweep(
     pending_age: timedelta,
     lookback: timedelta,
     grace: timedelta = timedelta(0),
+    skip: ColumnElement[bool] | None = None,
 ) -> SweepResult:
     """Heal lost webhooks: pull stale pending orders, then list orders Conekta updated lately.
 
     Orders Conekta changed less than `grace` ago are left to their webhook (and listed again
-    next pass): what the sweeper heals is then a webhook that did not come in time.
+    next pass): what the sweeper heals is then a webhook that did not come in time. Stale
+    orders for which `skip` holds are not pulled; one Conekta does not know is reported in
+    `unknown` and the pass goes on (it used to stop every pass at that order).
     """
     now = clock.now()
     healed: list[str] = []
+    unknown: list[str] = []
     new_postings: list[tuple[str, str, tuple[int, ...]]] = []
-    stale = await pending_orders(engine, older_than=now - pending_age, newer_than=now - lookback)
+    stale = await pending_orders(
+        engine, older_than=now - pending_age, newer_than=now - lookback, unless=skip
+    )
     for order_id in stale:
-        result = await pull_order(engine, source, order_id, actor="sweeper", kind="sweep")
+        try:
+            result = await pull_order(engine, source, order_id, actor="sweeper", kind="sweep")
+        except NotFound:
+            unknown.append(order_id)
+            continue
         if result.changes:
             healed.append(order_id)
         if result.postings:
@@ -619,7 +672,9 @@ async def sweep(
         )
     if healed:
         log.warning("sweep_healed_orders", orders=healed)
-    return SweepResult(len(stale), discovered, healed, new_postings)
+    if unknown:
+        log.error("sweep_orders_unknown_to_conekta", orders=unknown)
+    return SweepResult(len(stale), discovered, healed, new_postings, unknown)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,10 +7,13 @@ from datetime import timedelta
 
 import structlog
 
+from guardia.adapters.postgres.tables import payments as payment_rows
 from guardia.bootstrap import Container
 from guardia.core.errors import NotFound
 from guardia.incidents import service as incidents
 from guardia.incidents.model import ExternalIds, IncidentStatus, Runbook, Severity
+from guardia.jobs import deadletters
+from guardia.jobs.tasks import PULL_ORDER
 from guardia.payments import service as payments
 from guardia.runbooks import runner
 from guardia.runbooks.catalog import BY_RUNBOOK
@@ -32,9 +35,20 @@ async def sweep(container: Container) -> payments.SweepResult:
         pending_age=timedelta(seconds=s.sweep_pending_age_seconds),
         lookback=timedelta(hours=s.sweep_lookback_hours),
         grace=timedelta(seconds=s.sweep_grace_seconds),
+        # An order whose pull is a dead letter waits for an operator, not the next pass.
+        skip=deadletters.resting(PULL_ORDER, "order_id", payment_rows.c.order_id),
     )
     for order_id, correlation_id, posting_ids in result.postings:
         await container.defer_postings(order_id, correlation_id, posting_ids)
+    for order_id in result.unknown:
+        # The job fails as the sweeper's pull did: one dead letter (and its incident) carrying
+        # the order and its correlation id, which an operator can retry.
+        view = await payments.get_order_view(container.engine, order_id)
+        await container.defer(
+            PULL_ORDER,
+            {"order_id": order_id, "correlation_id": view.correlation_id, "actor": "sweeper"},
+            queueing_lock=f"pull:{order_id}",
+        )
     if result.healed:
         await record_lost_webhooks(container, result.healed)
     return result

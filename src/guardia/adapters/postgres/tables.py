@@ -6,6 +6,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Computed,
     Date,
     DateTime,
     Float,
@@ -158,7 +159,23 @@ dead_letters = Table(
     timestamp_column("retried_at"),
     Column("retried_by", Text),
     Column("retry_job_id", BigInteger),
+    # What the job works on: its arguments minus those describing one run (migration 0008).
+    Column(
+        "item",
+        JSONB,
+        Computed("task_kwargs - ARRAY['timestamp', 'correlation_id', 'actor']", persisted=True),
+    ),
+    timestamp_column("last_failed_at", nullable=False, default_now=True),
+    timestamp_column("resolved_at"),
+    Column("resolution", Text),
     Index("ix_dead_letters_status_cause", "status", "cause"),
+    Index(
+        "uq_dead_letters_open_item",
+        "task_name",
+        "item",
+        unique=True,
+        postgresql_where=text("status = 'open'"),
+    ),
 )
 
 alerts = Table(
