@@ -232,7 +232,9 @@ async def test_a_dead_letter_from_a_database_error_keeps_no_sql_parameters_or_pe
     assert email in str(failure.value)
     job = _FailedJob(7, "post_entry", {"order_id": "ord_1", "correlation_id": "c1"}, None, 0)
 
-    await deadletters.record(container.engine, job=job, exc=failure.value, queue="ledger")
+    await deadletters.record(
+        container.engine, job=job, exc=failure.value, queue="ledger", now=container.clock.now()
+    )
 
     listed = await client.get("/api/dead-letters", headers=auth(Role.AUDITOR))
     (letter,) = listed.json()["dead_letters"]
