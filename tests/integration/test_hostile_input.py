@@ -242,6 +242,21 @@ API_CASES: dict[str, dict[str, Any]] = {
     "content type merely containing json": request_of(
         "POST", "/api/replay", '{"event_ids":[]}', **{"Content-Type": "text/jsonish"}
     ),
+    "post-mortem due yesterday": request_of(
+        "PUT",
+        "/api/incidents/1/postmortem",
+        '{"action_items":[{"description":"d","owner":"o","due":"yesterday"}]}',
+    ),
+    "post-mortem action item not an object": request_of(
+        "PUT", "/api/incidents/1/postmortem", '{"action_items":[1]}'
+    ),
+    "alertmanager 20k-character label": request_of(
+        "POST",
+        "/webhooks/alertmanager",
+        json.dumps(
+            {"status": "firing", "alerts": [{"status": "firing", "labels": {"a": "l" * 20_000}}]}
+        ),
+    ),
     "alertmanager nul byte": request_of(
         "POST",
         "/webhooks/alertmanager",
