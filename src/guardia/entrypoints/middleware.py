@@ -8,7 +8,7 @@ and make us parse whatever it sends. In order:
    that declares none is refused (403), so forgetting a policy fails closed.
 2. Refuse a NUL in the path or query (400): PostgreSQL cannot store it in text.
 3. Routes authenticated by a provider signature (`Policy.WEBHOOK`) read their own bounded body
-   and record every refusal for forensics; they stop here.
+   and record every refusal for forensics; the guard leaves their body alone.
 4. Bound the body (413, declared or streamed), require a JSON media type for a body (415), and
    parse it strictly (400: NaN, lone surrogates, NUL, deep nesting; see `core.strict_json`).
    The body is then handed on to the route as read.
@@ -27,7 +27,13 @@ from starlette.types import Message as AsgiMessage
 from guardia.auth.tokens import Policy
 from guardia.bootstrap import Container
 from guardia.core import strict_json
-from guardia.core.errors import Forbidden, GuardiaError
+from guardia.core.errors import (
+    ContentTooLarge,
+    Forbidden,
+    GuardiaError,
+    InvalidInput,
+    UnsupportedMediaType,
+)
 from guardia.entrypoints.deps import POLICY_KEY
 from guardia.entrypoints.errors import problem_response
 
@@ -108,32 +114,22 @@ class RequestGuard:
             principal = container.tokens.authorize(_bearer(scope), declared)
             scope.setdefault("state", {})["principal"] = principal
             _check_target(scope)
-            if declared is Policy.WEBHOOK:
-                await self.app(scope, receive, send)
-                return
-            body = await _read_body(scope, receive, container.settings.api_max_body_bytes)
-        except _Refused as refused:
-            await problem_response(refused.status, refused.detail, scope["path"])(
-                scope, receive, send
+            body = (
+                None
+                if declared is Policy.WEBHOOK
+                else await _read_body(scope, receive, container.settings.api_max_body_bytes)
             )
-            return
         except GuardiaError as exc:
-            await problem_response(
+            refusal = problem_response(
                 exc.status_code,
                 exc.message,
                 scope["path"],
                 title=type(exc).__name__,
                 problem_type=exc.problem_type,
-            )(scope, receive, send)
+            )
+            await refusal(scope, receive, send)
             return
-        await self.app(scope, _replay(body, receive), send)
-
-
-class _Refused(Exception):
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
+        await self.app(scope, receive if body is None else _replay(body, receive), send)
 
 
 def _check_target(scope: Scope) -> None:
@@ -142,31 +138,31 @@ def _check_target(scope: Scope) -> None:
     for text in (scope["path"], *(part for pair in query for part in pair)):
         problem = strict_json.unstorable(text)
         if problem is not None:
-            raise _Refused(400, f"the URL holds {problem}")
+            raise InvalidInput(f"the URL holds {problem}")
 
 
 async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     declared = _header(scope, b"content-length")
     if declared is not None and declared.strip().isdigit() and int(declared) > limit:
-        raise _Refused(413, f"body over {limit} bytes")
+        raise ContentTooLarge(f"body over {limit} bytes")
     chunks: list[bytes] = []
     size = 0
     more = True
     while more:
         message = await receive()
         if message["type"] != "http.request":
-            raise _Refused(400, "the client went away before sending its body")
+            raise InvalidInput("the client went away before sending its body")
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise _Refused(413, f"body over {limit} bytes")
+            raise ContentTooLarge(f"body over {limit} bytes")
         chunks.append(chunk)
         more = message.get("more_body", False)
     body = b"".join(chunks)
     if body:
         content_type = _header(scope, b"content-type") or ""
         if not is_json_media_type(content_type):
-            raise _Refused(415, "content-type must be application/json or application/*+json")
+            raise UnsupportedMediaType()
         strict_json.parse(body)
     return body
 
