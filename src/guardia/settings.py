@@ -39,6 +39,10 @@ class Settings(BaseSettings):
         description="Where providers reach Guardia (webhook URLs are built from it).",
     )
     webhook_max_body_bytes: int = Field(default=256 * 1024, description="Larger bodies get 413.")
+    api_max_body_bytes: int = Field(
+        default=1024 * 1024,
+        description="Every other route: larger request bodies get 413 (after authentication).",
+    )
 
     # --- auth -----------------------------------------------------------------------------
     api_tokens: str = Field(

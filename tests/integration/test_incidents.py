@@ -15,8 +15,9 @@ from sqlalchemy import text
 from guardia.alerts.rules import evaluate_all
 from guardia.auth.tokens import Role
 from guardia.bootstrap import Container
-from guardia.incidents import notify
+from guardia.incidents import notify, service
 from guardia.incidents.evidence import verify_bundle
+from guardia.incidents.model import Runbook, Severity
 from guardia.ledger.fakes import InMemoryLedger
 from guardia.payments.fakes import InMemoryOrders
 from guardia.payments.model import snapshot_from_order
@@ -244,3 +245,26 @@ async def test_notifications_are_retried_until_the_webhook_accepts_them(
     async with container.engine.connect() as conn:
         row = (await conn.execute(text("SELECT status, attempts FROM notifications"))).one()
     assert (row.status, row.attempts) == ("sent", 3)
+
+
+async def test_many_incidents_open_on_one_pooled_connection(container: Container) -> None:
+    # psycopg prepares a statement after its 5th run and PostgreSQL moves a prepared statement
+    # to a generic plan after 5 more; with the partial index's predicate sent as parameters,
+    # the generic plan cannot match ON CONFLICT to the index, so about the 11th incident opened
+    # on one connection failed (found by the schemathesis run).
+    opened_ids = []
+    async with container.engine.begin() as conn:
+        for n in range(15):
+            incident, opened = await service.open_or_attach(
+                conn,
+                fingerprint=f"manual:test:{n}",
+                title=f"incident {n}",
+                severity=Severity.SEV3,
+                runbook=Runbook.OTHER,
+                at=datetime(2026, 1, 1, tzinfo=UTC),
+                source="manual",
+                correlation_ids=[],
+            )
+            assert opened
+            opened_ids.append(incident.id)
+    assert len(set(opened_ids)) == 15

@@ -4,6 +4,8 @@ GuardiaError
 ├── NotFound                 a record asked for by id does not exist (HTTP 404)
 ├── Conflict                 the request contradicts the stored state (HTTP 409)
 ├── InvalidInput             the caller sent something unusable (HTTP 400)
+├── ContentTooLarge          the request body is over the limit (HTTP 413)
+├── UnsupportedMediaType     the request body is not JSON (HTTP 415)
 ├── Unauthorized             missing or unknown credentials (HTTP 401)
 ├── Forbidden                credentials known but not allowed (HTTP 403)
 ├── InvalidSignature         a webhook's signature did not verify (HTTP 401)
@@ -46,6 +48,20 @@ class InvalidInput(GuardiaError):
 
     status_code = 400
     problem_type = "https://guardia.dev/problems/invalid-input"
+
+
+class ContentTooLarge(GuardiaError):
+    """The request body is over the size limit."""
+
+    status_code = 413
+    problem_type = "https://guardia.dev/problems/content-too-large"
+
+
+class UnsupportedMediaType(GuardiaError):
+    """The request body must be application/json or application/*+json."""
+
+    status_code = 415
+    problem_type = "https://guardia.dev/problems/unsupported-media-type"
 
 
 class Unauthorized(GuardiaError):

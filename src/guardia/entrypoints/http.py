@@ -1,8 +1,8 @@
 """The HTTP API: Conekta webhooks, the PWA's order status, operator recovery actions, probes.
 
-Every route declares a policy (`auth.tokens.Policy`) through `openapi_extra`; an app-wide
-dependency authorises each request against its route's policy and refuses routes that declare
-none, so forgetting a policy fails closed.
+Every route declares a policy (`auth.tokens.Policy`) through `openapi_extra`; the request guard
+(`entrypoints/middleware.py`) authorises each request against its route's policy before any body
+is read, and refuses routes that declare none, so forgetting a policy fails closed.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import structlog
-from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Body, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -25,10 +25,23 @@ from guardia.audit import log as audit
 from guardia.audit.tables import audit_log
 from guardia.auth.tokens import Policy, Role
 from guardia.bootstrap import Container
-from guardia.core.errors import Forbidden, GuardiaError, InvalidInput, NotFound
+from guardia.core.errors import GuardiaError, InvalidInput, NotFound
 from guardia.core.redaction import redact_fields, redact_text
 from guardia.entrypoints import incidents_http
-from guardia.entrypoints.deps import POLICY_KEY, container_of, policy, principal_of
+from guardia.entrypoints.deps import (
+    INT64_MAX,
+    POLICY_KEY,
+    BodyRowId,
+    Key,
+    PathKey,
+    RowId,
+    container_of,
+    policy,
+    principal_of,
+)
+from guardia.entrypoints.errors import install_problem_handlers, problem_response
+from guardia.entrypoints.middleware import RequestGuard, is_json_media_type
+from guardia.entrypoints.openapi import describe_problems_and_security
 from guardia.jobs import deadletters
 from guardia.ledger.check import check_ledger, latest_report, store_report
 from guardia.ledger.service import postings_of
@@ -41,24 +54,6 @@ from guardia.runbooks import runner as runbook_runner
 from guardia.runbooks.catalog import RUNBOOKS
 
 log = structlog.get_logger(__name__)
-
-
-def _bearer(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
-
-
-async def enforce_policy(request: Request) -> None:
-    """App-wide dependency: authorise the request against its route's declared policy."""
-    route = request.scope.get("route")
-    extra = getattr(route, "openapi_extra", None) or {}
-    declared = extra.get(POLICY_KEY)
-    if declared is None:
-        raise Forbidden("this route declares no access policy")
-    request.state.principal = container_of(request).tokens.authorize(
-        _bearer(request), Policy(declared)
-    )
 
 
 def problem(exc: GuardiaError, request: Request) -> JSONResponse:
@@ -110,14 +105,14 @@ async def conekta_webhook(request: Request) -> JSONResponse:
             remote=remote,
             detail=f"body over {c.settings.webhook_max_body_bytes} bytes",
         )
-    elif "json" not in request.headers.get("content-type", "").lower():
+    elif not is_json_media_type(request.headers.get("content-type", "")):
         receipt = await c.receiver.reject(
             outcome="bad_media",
             http_status=415,
             body=body,
             headers=request.headers,
             remote=remote,
-            detail="content-type must be application/json",
+            detail="content-type must be application/json or application/*+json",
         )
     else:
         receipt = await c.receiver.receive(body, request.headers, remote=remote)
@@ -129,6 +124,15 @@ async def conekta_webhook(request: Request) -> JSONResponse:
             await c.defer_process_event(receipt.event_pk, receipt.correlation_id, receipt.order_id)
         except Exception as exc:  # the event is durable; the inbox relay enqueues it later
             log.error("enqueue_failed", event_pk=receipt.event_pk, error=type(exc).__name__)
+    if receipt.http_status >= 400:
+        return problem_response(
+            receipt.http_status,
+            receipt.detail,
+            request.url.path,
+            headers={"X-Correlation-Id": receipt.correlation_id},
+            outcome=receipt.outcome,
+            correlation_id=receipt.correlation_id,
+        )
     return JSONResponse(
         {
             "outcome": receipt.outcome,
@@ -171,7 +175,7 @@ def order_json(view: OrderView) -> dict[str, Any]:
 
 
 @api.get("/orders/{order_id}", openapi_extra=policy(Policy.PWA_READ))
-async def get_order(order_id: str, request: Request) -> dict[str, Any]:
+async def get_order(order_id: PathKey, request: Request) -> dict[str, Any]:
     """Payment status of one order (404 if unknown), with its Odoo entries."""
     engine = container_of(request).engine
     view = order_json(await payments.get_order_view(engine, order_id))
@@ -180,7 +184,7 @@ async def get_order(order_id: str, request: Request) -> dict[str, Any]:
 
 
 @api.get("/checks/{target}", openapi_extra=policy(Policy.READ))
-async def get_check(target: str, request: Request) -> dict[str, Any]:
+async def get_check(target: PathKey, request: Request) -> dict[str, Any]:
     """The latest stored config check of a target (odoo, odoo_posting_test)."""
     found = await latest_report(container_of(request).engine, target)
     if found is None:
@@ -203,8 +207,8 @@ async def run_odoo_check(request: Request) -> JSONResponse:
 class ReplayBody(BaseModel):
     """Which stored events to replay."""
 
-    event_ids: list[str] = Field(default_factory=list)
-    order_id: str | None = None
+    event_ids: list[Key] = Field(default_factory=list)
+    order_id: Key | None = None
     since: datetime | None = None
     until: datetime | None = None
     reason: str = ""
@@ -231,7 +235,7 @@ async def replay(body: ReplayBody, request: Request) -> dict[str, Any]:
 
 @api.post("/orders/{order_id}/pull", openapi_extra=policy(Policy.ACT))
 async def pull(
-    order_id: str,
+    order_id: PathKey,
     request: Request,
     dry_run: Annotated[bool, Query()] = False,
     reason: Annotated[str, Query(max_length=500)] = "",
@@ -264,13 +268,13 @@ async def pull(
 class ResendBody(BaseModel):
     """Which webhooks to resend to (default: every webhook pointing at Guardia)."""
 
-    webhook_ids: list[str] = Field(default_factory=list)
+    webhook_ids: list[Key] = Field(default_factory=list)
     reason: str = ""
 
 
 @api.post("/events/{event_id}/resend", openapi_extra=policy(Policy.ACT))
 async def resend(
-    event_id: str, request: Request, body: Annotated[ResendBody | None, Body()] = None
+    event_id: PathKey, request: Request, body: Annotated[ResendBody | None, Body()] = None
 ) -> dict[str, Any]:
     """Ask Conekta to deliver an event again."""
     c = container_of(request)
@@ -325,10 +329,10 @@ async def list_dead_letters(
 class RetryBody(BaseModel):
     """Which dead letters to retry: ids, a filter, or all (explicitly)."""
 
-    ids: list[int] = Field(default_factory=list)
-    cause: str | None = None
-    task: str | None = None
-    order_id: str | None = None
+    ids: list[BodyRowId] = Field(default_factory=list)
+    cause: Key | None = None
+    task: Key | None = None
+    order_id: Key | None = None
     all: bool = False
     reason: str = ""
 
@@ -459,8 +463,8 @@ async def verify_audit(request: Request) -> JSONResponse:
 class ManualBody(BaseModel):
     """A manual reconciliation step."""
 
-    bank_line_id: str
-    ledger_ids: list[str] = Field(default_factory=list)
+    bank_line_id: Key
+    ledger_ids: list[Key] = Field(default_factory=list)
     reason: str = Field(min_length=3, max_length=1000)
 
 
@@ -482,13 +486,13 @@ async def _manual(run_id: int, action: str, body: ManualBody, request: Request) 
 
 
 @api.post("/recon/runs/{run_id}/match", openapi_extra=policy(Policy.ACT))
-async def recon_match(run_id: int, body: ManualBody, request: Request) -> dict[str, Any]:
+async def recon_match(run_id: RowId, body: ManualBody, request: Request) -> dict[str, Any]:
     """Match a statement line by hand (held for approval above the threshold)."""
     return await _manual(run_id, "match", body, request)
 
 
 @api.post("/recon/runs/{run_id}/unmatch", openapi_extra=policy(Policy.ACT))
-async def recon_unmatch(run_id: int, body: ManualBody, request: Request) -> dict[str, Any]:
+async def recon_unmatch(run_id: RowId, body: ManualBody, request: Request) -> dict[str, Any]:
     """Undo a match; the line becomes an open exception again."""
     return await _manual(run_id, "unmatch", body, request)
 
@@ -502,7 +506,7 @@ class ApproveBody(BaseModel):
 
 
 @api.post("/recon/manual/{manual_id}/approve", openapi_extra=policy(Policy.ACT))
-async def recon_approve(manual_id: int, body: ApproveBody, request: Request) -> dict[str, Any]:
+async def recon_approve(manual_id: RowId, body: ApproveBody, request: Request) -> dict[str, Any]:
     """Approve a held manual match (not by the operator who asked for it)."""
     c = container_of(request)
     async with c.engine.begin() as conn:
@@ -517,7 +521,9 @@ async def recon_approve(manual_id: int, body: ApproveBody, request: Request) -> 
 
 
 @api.get("/recon/report", openapi_extra=policy(Policy.READ))
-async def recon_report(request: Request, run: int | None = None) -> dict[str, Any]:
+async def recon_report(
+    request: Request, run: Annotated[int | None, Query(ge=1, le=INT64_MAX)] = None
+) -> dict[str, Any]:
     """The KPI of a run (default: the latest)."""
     url = container_of(request).database.direct_url
     report = await asyncio.to_thread(kpi_report, url, run)
@@ -546,15 +552,15 @@ async def list_runbooks() -> dict[str, Any]:
 class RunbookBody(BaseModel):
     """How to run a runbook."""
 
-    order_id: str | None = None
-    line_id: str | None = None
-    ledger_id: str | None = None
-    incident_id: int | None = None
+    order_id: Key | None = None
+    line_id: Key | None = None
+    ledger_id: Key | None = None
+    incident_id: BodyRowId | None = None
     apply: bool = False
 
 
 @api.post("/runbooks/{name}/run", openapi_extra=policy(Policy.ACT))
-async def run_runbook(name: str, body: RunbookBody, request: Request) -> dict[str, Any]:
+async def run_runbook(name: PathKey, body: RunbookBody, request: Request) -> dict[str, Any]:
     """Run a runbook (dry run unless apply); its steps land on an incident's timeline."""
     report = await runbook_runner.run(
         container_of(request),
@@ -641,13 +647,7 @@ def route_policies() -> list[tuple[str, str, Policy]]:
 def create_app(container: Container) -> FastAPI:
     """Build the FastAPI app around a ready Container."""
     route_policies()
-    app = FastAPI(
-        title="Guardia",
-        version="0.1.0",
-        dependencies=[Depends(enforce_policy)],
-        docs_url=None,
-        redoc_url=None,
-    )
+    app = FastAPI(title="Guardia", version="0.1.0", docs_url=None, redoc_url=None)
     app.state.container = container
     app.include_router(webhooks)
     app.include_router(api)
@@ -659,4 +659,7 @@ def create_app(container: Container) -> FastAPI:
     async def _guardia_error(request: Request, exc: GuardiaError) -> JSONResponse:
         return problem(exc, request)
 
+    install_problem_handlers(app)
+    app.add_middleware(RequestGuard)
+    describe_problems_and_security(app)
     return app

@@ -3,15 +3,16 @@ Alertmanager-compatible receiver that opens or attaches incidents from external 
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import hashlib
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 
 from guardia.auth.tokens import Policy
 from guardia.core.errors import InvalidInput
-from guardia.entrypoints.deps import container_of, policy, principal_of
+from guardia.entrypoints.deps import MAX_KEY, Key, RowId, container_of, policy, principal_of
 from guardia.incidents import service
 from guardia.incidents.model import (
     ExternalIds,
@@ -56,7 +57,7 @@ async def incident_stats(
 
 
 @router.get("/{incident_id}", openapi_extra=policy(Policy.READ))
-async def show_incident(incident_id: int, request: Request) -> dict[str, Any]:
+async def show_incident(incident_id: RowId, request: Request) -> dict[str, Any]:
     """One incident with its timeline (each entry links to its source row)."""
     engine = container_of(request).engine
     async with engine.connect() as conn:
@@ -86,8 +87,8 @@ class OpenBody(BaseModel):
     title: str = Field(min_length=3, max_length=300)
     severity: Severity = Severity.SEV3
     runbook: Runbook = Runbook.OTHER
-    correlation_ids: list[str] = Field(default_factory=list)
-    external_ids: dict[str, list[str]] = Field(default_factory=dict)
+    correlation_ids: list[Key] = Field(default_factory=list)
+    external_ids: dict[Key, list[Key]] = Field(default_factory=dict)
     impact_started_at: datetime | None = None
 
 
@@ -120,7 +121,7 @@ class StepBody(BaseModel):
 
 
 async def _step(
-    incident_id: int, to: IncidentStatus, body: StepBody, request: Request
+    incident_id: RowId, to: IncidentStatus, body: StepBody, request: Request
 ) -> dict[str, Any]:
     c = container_of(request)
     async with c.engine.begin() as conn:
@@ -137,25 +138,25 @@ async def _step(
 
 
 @router.post("/{incident_id}/ack", openapi_extra=policy(Policy.ACT))
-async def ack(incident_id: int, body: StepBody, request: Request) -> dict[str, Any]:
+async def ack(incident_id: RowId, body: StepBody, request: Request) -> dict[str, Any]:
     """Acknowledge."""
     return await _step(incident_id, IncidentStatus.ACKNOWLEDGED, body, request)
 
 
 @router.post("/{incident_id}/mitigate", openapi_extra=policy(Policy.ACT))
-async def mitigate(incident_id: int, body: StepBody, request: Request) -> dict[str, Any]:
+async def mitigate(incident_id: RowId, body: StepBody, request: Request) -> dict[str, Any]:
     """Mark mitigated."""
     return await _step(incident_id, IncidentStatus.MITIGATED, body, request)
 
 
 @router.post("/{incident_id}/resolve", openapi_extra=policy(Policy.ACT))
-async def resolve(incident_id: int, body: StepBody, request: Request) -> dict[str, Any]:
+async def resolve(incident_id: RowId, body: StepBody, request: Request) -> dict[str, Any]:
     """Resolve by hand (recorded as unverified)."""
     return await _step(incident_id, IncidentStatus.RESOLVED, body, request)
 
 
 @router.post("/{incident_id}/close", openapi_extra=policy(Policy.ACT))
-async def close_incident(incident_id: int, body: StepBody, request: Request) -> dict[str, Any]:
+async def close_incident(incident_id: RowId, body: StepBody, request: Request) -> dict[str, Any]:
     """Close; refused (409) until the runbook's five mandatory fields are filled."""
     return await _step(incident_id, IncidentStatus.CLOSED, body, request)
 
@@ -163,15 +164,15 @@ async def close_incident(incident_id: int, body: StepBody, request: Request) -> 
 class AmendBody(BaseModel):
     """Evidence to add."""
 
-    correlation_ids: list[str] = Field(default_factory=list)
-    external_ids: dict[str, list[str]] = Field(default_factory=dict)
+    correlation_ids: list[Key] = Field(default_factory=list)
+    external_ids: dict[Key, list[Key]] = Field(default_factory=dict)
     corrective_action: str | None = None
     no_correlation_id_reason: str | None = None
     reason: str = ""
 
 
 @router.post("/{incident_id}/evidence", openapi_extra=policy(Policy.ACT))
-async def amend(incident_id: int, body: AmendBody, request: Request) -> dict[str, Any]:
+async def amend(incident_id: RowId, body: AmendBody, request: Request) -> dict[str, Any]:
     """Add correlation ids, provider ids or a corrective action."""
     c = container_of(request)
     async with c.engine.begin() as conn:
@@ -189,8 +190,29 @@ async def amend(incident_id: int, body: AmendBody, request: Request) -> dict[str
     return service.incident_json(incident)
 
 
+class ActionItemBody(BaseModel):
+    """One post-mortem action item."""
+
+    description: str = Field(min_length=1, max_length=2000)
+    owner: str = Field(min_length=1, max_length=200)
+    due: date
+
+
+class PostmortemBody(BaseModel):
+    """A post-mortem document."""
+
+    summary: str = Field(default="", max_length=20_000)
+    impact: str = Field(default="", max_length=20_000)
+    root_cause: str = Field(default="", max_length=20_000)
+    trigger: str = Field(default="", max_length=20_000)
+    resolution: str = Field(default="", max_length=20_000)
+    detection: str = Field(default="", max_length=20_000)
+    action_items: list[ActionItemBody] = Field(default_factory=list)
+    lessons: str = Field(default="", max_length=20_000)
+
+
 @router.put("/{incident_id}/postmortem", openapi_extra=policy(Policy.ACT))
-async def postmortem(incident_id: int, body: dict[str, Any], request: Request) -> dict[str, Any]:
+async def postmortem(incident_id: RowId, body: PostmortemBody, request: Request) -> dict[str, Any]:
     """Write the post-mortem (summary, impact, root cause, trigger, resolution, detection,
     action items with owner and due date, lessons)."""
     c = container_of(request)
@@ -200,7 +222,7 @@ async def postmortem(incident_id: int, body: dict[str, Any], request: Request) -
             incident_id,
             at=_now(request),
             actor=principal_of(request).name,
-            postmortem=service.postmortem_from_json(body),
+            postmortem=service.postmortem_from_json(body.model_dump(mode="json")),
         )
     return service.incident_json(incident)
 
@@ -212,7 +234,7 @@ class NoteBody(BaseModel):
 
 
 @router.post("/{incident_id}/notes", openapi_extra=policy(Policy.ACT))
-async def add_note(incident_id: int, body: NoteBody, request: Request) -> dict[str, Any]:
+async def add_note(incident_id: RowId, body: NoteBody, request: Request) -> dict[str, Any]:
     """Add a note to the timeline."""
     c = container_of(request)
     async with c.engine.begin() as conn:
@@ -223,7 +245,7 @@ async def add_note(incident_id: int, body: NoteBody, request: Request) -> dict[s
 
 
 @router.post("/{incident_id}/export", openapi_extra=policy(Policy.ACT))
-async def export(incident_id: int, request: Request) -> dict[str, Any]:
+async def export(incident_id: RowId, request: Request) -> dict[str, Any]:
     """Write the evidence bundle under GUARDIA_INCIDENTS_DIR; its head hash is audited."""
     c = container_of(request)
     now = _now(request)
@@ -237,15 +259,18 @@ async def export(incident_id: int, request: Request) -> dict[str, Any]:
 # --- Alertmanager -------------------------------------------------------------------------
 
 
+Annotation = Annotated[str, StringConstraints(max_length=5000)]
+
+
 class AmAlert(BaseModel):
     """One alert of an Alertmanager webhook (prometheus/alertmanager docs/configuration.md)."""
 
     status: str
-    labels: dict[str, str] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
+    labels: dict[Key, Key] = Field(default_factory=dict)
+    annotations: dict[Key, Annotation] = Field(default_factory=dict)
     startsAt: datetime | None = None
     endsAt: datetime | None = None
-    fingerprint: str | None = None
+    fingerprint: Key | None = None
 
 
 class AmWebhook(BaseModel):
@@ -272,6 +297,8 @@ async def alertmanager_webhook(body: AmWebhook, request: Request) -> dict[str, A
     for alert in body.alerts:
         name = alert.labels.get("alertname", "external")
         key = alert.fingerprint or ",".join(f"{k}={v}" for k, v in sorted(alert.labels.items()))
+        if len(key) > MAX_KEY:  # many long labels: keep the unique fingerprint index within limits
+            key = "sha256:" + hashlib.sha256(key.encode()).hexdigest()
         fingerprint = f"alertmanager:{key}"
         anchor = alert.annotations.get("runbook_url", "").rpartition("#")[2]
         async with c.engine.begin() as conn:

@@ -39,6 +39,7 @@ from guardia.incidents.tables import incident_notes, incidents, notifications
 log = structlog.get_logger(__name__)
 
 ACTIVE = ("open", "acknowledged", "mitigated")
+ACTIVE_PREDICATE = text("status IN ('open', 'acknowledged', 'mitigated')")
 
 
 # --- mapping ------------------------------------------------------------------------------
@@ -232,7 +233,9 @@ async def open_or_attach(
             .values(source=source, updated_at=at, last_signal_at=at, **to_row(fresh))
             .on_conflict_do_nothing(
                 index_elements=["fingerprint"],
-                index_where=incidents.c.status.in_(ACTIVE),
+                # The index's own predicate as literal SQL: sent as parameters, it stops matching
+                # the partial index once PostgreSQL plans the prepared statement generically.
+                index_where=ACTIVE_PREDICATE,
             )
             .returning(incidents.c.id)
         )

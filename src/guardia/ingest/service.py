@@ -9,7 +9,6 @@ size, outcome — never the raw body of a rejected request.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,9 +19,11 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from guardia.adapters.postgres.tables import webhook_attempts, webhook_events
+from guardia.core import strict_json
 from guardia.core.clock import from_unix
-from guardia.core.errors import InvalidSignature
+from guardia.core.errors import InvalidInput, InvalidSignature
 from guardia.core.ids import new_correlation_id
+from guardia.core.redaction import redact_text
 from guardia.ingest.signature import ConektaKeyring, Verification
 from guardia.payments.service import classify
 
@@ -34,8 +35,25 @@ ORDER_CORRELATION = text(
     "(SELECT correlation_id FROM payments WHERE order_id = :order_id), "
     "(SELECT correlation_id FROM webhook_events WHERE order_id = :order_id ORDER BY id LIMIT 1))"
 )
-_SECRET_HEADERS = {"authorization", "cookie", "proxy-authorization", "x-api-key"}
+# Forensics needs where a delivery came from and what it claimed to be, nothing else: any other
+# header is dropped, so a sender cannot make us store card numbers, secrets or kilobytes of
+# filler (300 headers once stored 79 KB for one unauthenticated 401).
+FORENSIC_HEADERS = (
+    "content-type",
+    "content-length",
+    "user-agent",
+    "digest",
+    "host",
+    "x-forwarded-for",
+    "x-real-ip",
+    "x-request-id",
+    "accept",
+    "accept-encoding",
+)
 _HASHED_HEADERS = {"digest"}
+MAX_HEADER_VALUE = 200
+MAX_ID = 255  # Conekta ids are 24 hex or `ord_` + 17 characters; anything near this is hostile
+MAX_UNIX_SECONDS = 253_402_300_799  # 9999-12-31T23:59:59Z, the last instant datetime can hold
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,29 +72,77 @@ class Receipt:
 
 
 def forensic_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """Keep headers for forensics without secrets: credentials dropped, signatures hashed."""
+    """Keep the allow-listed headers for forensics: signatures hashed, values capped and
+    redacted (secrets, card numbers), everything else dropped."""
+    lowered = {name.lower(): value for name, value in headers.items()}
     kept: dict[str, str] = {}
-    for name, value in headers.items():
-        key = name.lower()
-        if key in _SECRET_HEADERS:
-            kept[key] = "[REDACTED]"
-        elif key in _HASHED_HEADERS:
+    for key in FORENSIC_HEADERS:
+        value = lowered.get(key)
+        if value is None:
+            continue
+        if key in _HASHED_HEADERS:
             kept[key] = "sha256:" + hashlib.sha256(value.encode()).hexdigest()[:16]
         else:
-            kept[key] = value[:256]
+            kept[key] = _storable(redact_text(value[:MAX_HEADER_VALUE]))
     return kept
 
 
-def _order_id_of(event: Mapping[str, Any]) -> tuple[str | None, str | None]:
-    obj = (event.get("data") or {}).get("object")
-    if not isinstance(obj, dict):
-        return None, None
-    kind = obj.get("object")
-    if kind == "order":
-        return obj.get("id"), "order"
-    if kind == "charge":
-        return obj.get("order_id"), "charge"
-    return obj.get("order_id") or None, kind
+def _storable(text: str) -> str:
+    """Text PostgreSQL accepts: NUL and lone surrogates replaced."""
+    return text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+
+
+@dataclass(frozen=True, slots=True)
+class EventHead:
+    """What the receiver reads of an event before storing it."""
+
+    event_id: str
+    event_type: str
+    livemode: bool
+    order_id: str | None
+    object_type: str | None
+    created_at: int | float | None
+
+
+def _text(value: object, name: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidInput(f"event {name} is not a non-empty string")
+    if len(value) > MAX_ID:
+        raise InvalidInput(f"event {name} is longer than {MAX_ID} characters")
+    return value
+
+
+def _optional_text(value: object, name: str) -> str | None:
+    return None if value is None else _text(value, name)
+
+
+def event_head(event: object) -> EventHead:
+    """Read an event's id, type, livemode, order and creation time, or raise InvalidInput."""
+    if not isinstance(event, dict):
+        raise InvalidInput("event is not a JSON object")
+    event_id = _text(event.get("id"), "id")
+    event_type = _text(event.get("type"), "type")
+    livemode = event.get("livemode", False)
+    if not isinstance(livemode, bool):
+        raise InvalidInput("event livemode is not a boolean")
+    created_at = event.get("created_at")
+    if created_at is not None and (
+        isinstance(created_at, bool)
+        or not isinstance(created_at, int | float)
+        or not 0 <= created_at <= MAX_UNIX_SECONDS
+    ):
+        raise InvalidInput("event created_at is not Unix seconds")
+    data = event.get("data")
+    obj = data.get("object") if isinstance(data, dict) else None
+    order_id: str | None = None
+    object_type: str | None = None
+    if isinstance(obj, dict):
+        object_type = _optional_text(obj.get("object"), "data.object.object")
+        if object_type == "order":
+            order_id = _optional_text(obj.get("id"), "order id")
+        else:
+            order_id = _optional_text(obj.get("order_id") or None, "order_id")
+    return EventHead(event_id, event_type, livemode, order_id, object_type, created_at)
 
 
 Enqueue = Callable[[AsyncConnection, int, str, str | None], Awaitable[None]]
@@ -129,7 +195,7 @@ class WebhookReceiver:
                     headers=forensic_headers(headers),
                     remote_addr=remote,
                     correlation_id=correlation_id,
-                    detail=detail[:500],
+                    detail=_storable(detail[:500]),
                 )
             )
 
@@ -176,36 +242,27 @@ class WebhookReceiver:
                 detail=exc.message,
             )
         try:
-            event = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            event = strict_json.parse(body)
+            head = event_head(event)
+        except InvalidInput as exc:
             return await self.reject(
                 outcome="malformed",
                 http_status=400,
                 body=body,
                 headers=headers,
                 remote=remote,
-                detail=f"body is not JSON: {exc}",
+                detail=exc.message,
             )
-        if not isinstance(event, dict) or not event.get("id") or not event.get("type"):
-            return await self.reject(
-                outcome="malformed",
-                http_status=400,
-                body=body,
-                headers=headers,
-                remote=remote,
-                detail="event has no id or type",
-            )
-        if bool(event.get("livemode", False)) != self._livemode:
+        if head.livemode != self._livemode:
             return await self.reject(
                 outcome="livemode_mismatch",
                 http_status=400,
                 body=body,
                 headers=headers,
                 remote=remote,
-                detail=f"event livemode={event.get('livemode')} on a "
-                f"livemode={self._livemode} endpoint",
+                detail=f"event livemode={head.livemode} on a livemode={self._livemode} endpoint",
             )
-        return await self._store(event, body, headers, remote, verification)
+        return await self._store(event, head, body, headers, remote, verification)
 
     async def _order_correlation(self, conn: AsyncConnection, order_id: str | None) -> str | None:
         if order_id is None:
@@ -216,13 +273,13 @@ class WebhookReceiver:
     async def _store(
         self,
         event: dict[str, Any],
+        head: EventHead,
         body: bytes,
         headers: Mapping[str, str],
         remote: str | None,
         verification: Verification,
     ) -> Receipt:
-        event_id = str(event["id"])
-        event_type = str(event["type"])
+        event_id, event_type = head.event_id, head.event_type
         if event_type == "webhook_ping":
             corr = new_correlation_id()
             await self._attempt(
@@ -236,7 +293,7 @@ class WebhookReceiver:
                 event_id=event_id,
             )
             return Receipt(200, "ping", "pong", corr, event_id=event_id, event_type=event_type)
-        order_id, object_type = _order_id_of(event)
+        order_id, object_type = head.order_id, head.object_type
         kind = classify(event_type)
         async with self._engine.begin() as conn:
             # Every event of one order carries the order's correlation id, so its webhooks, jobs,
@@ -248,11 +305,11 @@ class WebhookReceiver:
                     provider=PROVIDER,
                     event_id=event_id,
                     event_type=event_type,
-                    livemode=bool(event.get("livemode", False)),
+                    livemode=head.livemode,
                     order_id=order_id,
                     object_type=object_type,
                     correlation_id=corr,
-                    provider_created_at=from_unix(event.get("created_at")),
+                    provider_created_at=from_unix(head.created_at),
                     body=event,
                     body_sha256=hashlib.sha256(body).hexdigest(),
                     signature_key_id=verification.key_id,
