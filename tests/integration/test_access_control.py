@@ -164,8 +164,7 @@ async def test_an_auditor_reads_webhook_attempts_without_their_raw_contents(
         headers={
             "Content-Type": "application/json",
             "DIGEST": "bm90IGEgc2lnbmF0dXJl",
-            "From": "ana.lopez@example.mx",
-            "X-Callback-Phone": "+52 55 1234 5678",
+            "User-Agent": "probe ana.lopez@example.mx +52 55 1234 5678",
         },
     )
     assert rejected.status_code == 401
@@ -178,6 +177,8 @@ async def test_an_auditor_reads_webhook_attempts_without_their_raw_contents(
     assert seen["body_sha256"] is not None
     assert "ana.lopez@example.mx" not in audited.text
     assert "1234 5678" not in audited.text
-    assert seen["headers"]["from"] == "[EMAIL]"
-    (raw,) = operated.json()["attempts"]
-    assert raw["headers"]["from"] == "ana.lopez@example.mx"
+    assert "[EMAIL]" in seen["headers"]["user-agent"]
+    (stored,) = operated.json()["attempts"]
+    # Forensic headers are an allow-list redacted when stored: nobody reads the PII back.
+    assert "ana.lopez@example.mx" not in operated.text
+    assert stored["headers"]["user-agent"] == seen["headers"]["user-agent"]
