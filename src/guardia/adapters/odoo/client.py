@@ -12,6 +12,7 @@ UserError that means success; `has_group` takes different arguments on 16 and 18
 from __future__ import annotations
 
 import itertools
+from collections.abc import Awaitable, Callable
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -35,6 +36,10 @@ from guardia.ledger.model import (
 log = structlog.get_logger(__name__)
 
 MOVE_FIELDS = ["id", "name", "state", "ref", "journal_id"]
+# Methods that change nothing, so a retry after a timeout is harmless (odoo.md §4.3).
+READ_ONLY_METHODS = frozenset(
+    {"search_read", "read", "has_group", "check_access_rights", "has_access", "context_get"}
+)
 
 
 def _m2o_id(value: Any) -> int | None:
@@ -230,14 +235,49 @@ class OdooClient:
         kwargs: dict[str, Any] | None = None,
         params: dict[str, Any] | None = None,
     ) -> Any:
-        """Call a model method: `args`/`kwargs` for JSON-RPC, named `params` for JSON-2."""
+        """Call a method that changes nothing, retrying transient failures.
+
+        `args`/`kwargs` are for JSON-RPC, named `params` for JSON-2. Only read-only methods may
+        come here: a write goes through `call_once`.
+        """
+        if method not in READ_ONLY_METHODS:
+            raise AssertionError(f"{model}.{method} writes: use call_once, never a retried call")
+        send = await self._sender(model, method, args, kwargs, params)
+        return await self._retrying(send)
+
+    async def call_once(
+        self,
+        model: str,
+        method: str,
+        *,
+        args: list[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> Any:
+        """Call a method that writes, exactly one time.
+
+        A timeout or a reset after the request left may come after Odoo committed (odoo.md
+        §4.3 "ambiguous outcome"), and Odoo does not deduplicate (`ref` is not unique), so a
+        write is never retried here: the caller's job searches by `ref`, adopts, then retries.
+        """
+        send = await self._sender(model, method, args, kwargs, params)
+        return await self.breaker.call(send)
+
+    async def _sender(
+        self,
+        model: str,
+        method: str,
+        args: list[Any] | None,
+        kwargs: dict[str, Any] | None,
+        params: dict[str, Any] | None,
+    ) -> Callable[[], Awaitable[Any]]:
         server = await self.server()
         if server.transport == "json2":
             named = dict(params or {})
-            return await self._retrying(lambda: self._json2_once(model, method, named))
+            return lambda: self._json2_once(model, method, named)
         uid = await self._uid_or_login()
         call_args = [self._db, uid, self._secret, model, method, args or [], kwargs or {}]
-        return await self._retrying(lambda: self._jsonrpc_once("object", "execute_kw", call_args))
+        return lambda: self._jsonrpc_once("object", "execute_kw", call_args)
 
     async def search_read(
         self, model: str, domain: list[Any], fields: list[str], *, limit: int | None = None
@@ -253,7 +293,7 @@ class OdooClient:
 
     async def create(self, model: str, vals: dict[str, Any]) -> int:
         """Create one record; return its id (JSON-2 answers a list)."""
-        result = await self.call(model, "create", args=[[vals]], params={"vals_list": [vals]})
+        result = await self.call_once(model, "create", args=[[vals]], params={"vals_list": [vals]})
         if isinstance(result, list):
             if len(result) != 1:
                 raise ProviderUnavailable(f"Odoo create answered {result!r}")
@@ -411,7 +451,7 @@ class OdooClient:
         not the message, decides.
         """
         try:
-            await self.call(
+            await self.call_once(
                 "account.move", "action_post", args=[[move_id]], params={"ids": [move_id]}
             )
         except ProviderRejected as exc:
@@ -436,7 +476,7 @@ class OdooClient:
         if original is not None and original.journal_id is not None:
             wizard_vals["journal_id"] = original.journal_id
         wizard_id = await self.create("account.move.reversal", wizard_vals)
-        action = await self.call(
+        action = await self.call_once(
             "account.move.reversal",
             "reverse_moves",
             args=[[wizard_id]],
