@@ -159,6 +159,7 @@ async def test_entries_are_sent_as_odoo_expects_them() -> None:
     )
     assert await client(fake).create_move(entry) == 5
     (vals,) = fake.calls[-1][2][5][0]
+    assert vals["name"] == "/"  # numbered when posted, never at create (odoo.md §5.1)
     assert vals["move_type"] == "entry"
     assert vals["date"] == "2026-11-27"
     assert vals["partner_id"] == 8

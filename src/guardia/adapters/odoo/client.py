@@ -66,6 +66,13 @@ def _move(row: dict[str, Any]) -> MoveInfo:
     )
 
 
+def _stuck_on_its_number(move: MoveInfo, exc: ProviderRejected) -> bool:
+    """A draft whose create-time number is already taken by a posted move (odoo.md §5.1)."""
+    # _check_unique_sequence_number: "Posted journal entry must have an unique sequence
+    # number per company.\nProblematic numbers: …" (a ValidationError, 16-19).
+    return move.state == "draft" and move.name != "/" and "unique sequence number" in exc.message
+
+
 def _retry_hook(exc: Exception) -> bool:
     return isinstance(exc, ProviderUnavailable)
 
@@ -421,6 +428,11 @@ class OdooClient:
                 vals["analytic_distribution"] = {str(line.analytic_account_id): 100}
             lines.append([0, 0, vals])
         vals_move: dict[str, Any] = {
+            # Odoo 16 numbers the first draft of a period at create, and drafts created at the
+            # same moment all get that number; posting keeps it, so all but one would fail on
+            # every retry. "/" protects the name: Odoo numbers the move when it is posted (16-19;
+            # 18+ never numbers drafts, addons/account/models/account_move.py `_compute_name`).
+            "name": "/",
             "move_type": "entry",
             "journal_id": entry.journal_id,
             "date": entry.entry_date.isoformat(),
@@ -451,19 +463,34 @@ class OdooClient:
         not the message, decides.
         """
         try:
-            await self.call_once(
-                "account.move", "action_post", args=[[move_id]], params={"ids": [move_id]}
-            )
+            await self._action_post(move_id)
         except ProviderRejected as exc:
             current = await self.read_move(move_id)
-            if current is None or current.state != "posted":
+            if current is not None and current.state == "posted":
+                log.info("odoo_move_already_posted", move_id=move_id, odoo_said=exc.message[:120])
+                return current
+            if current is None or not _stuck_on_its_number(current, exc):
                 raise
-            log.info("odoo_move_already_posted", move_id=move_id, odoo_said=exc.message[:120])
-            return current
+            # A draft numbered at create (by Odoo 16, before Guardia sent "/") that shares its
+            # number with a posted move: posting never renumbers it, so give it back "/" and
+            # post again. Renaming keeps the one move (and its id) that the ref search found.
+            log.warning("odoo_draft_renumbered", move_id=move_id, stuck_name=current.name)
+            await self.call_once(
+                "account.move",
+                "write",
+                args=[[move_id], {"name": "/"}],
+                params={"ids": [move_id], "vals": {"name": "/"}},
+            )
+            await self._action_post(move_id)
         move = await self.read_move(move_id)
         if move is None:
             raise ProviderRejected(f"Odoo move {move_id} vanished", cause="validation")
         return move
+
+    async def _action_post(self, move_id: int) -> None:
+        await self.call_once(
+            "account.move", "action_post", args=[[move_id]], params={"ids": [move_id]}
+        )
 
     async def reverse_move(self, move_id: int, on: date, reason: str) -> MoveInfo:
         """Reverse a posted move through Odoo's reversal wizard, then post the reversal."""

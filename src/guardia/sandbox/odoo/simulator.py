@@ -286,6 +286,11 @@ class OdooSimulator:
         """Consume and return a `down` or `error_5xx` fault for the HTTP layer, if any."""
         return self.faults.take("down") or self.faults.take("error_5xx")
 
+    def begin_transaction(self) -> None:
+        """Open the arriving request's transaction: it sees what is committed now (and a slow
+        answer holds it open, so requests held together do not see each other's writes)."""
+        self.db.begin()
+
     def slow_seconds(self) -> float:
         """Return how long to hold a request (slow fault plus configured latency)."""
         slow = self.faults.take("slow")
@@ -529,6 +534,8 @@ class OdooSimulator:
             if snapshot is not None:
                 self.db.rollback(snapshot)
             raise PythonError.wrap(exc) from exc
+        if writes:
+            self.db.commits += 1
         stall = 0.0
         if model == "account.move" and method == "create":
             fault = self.faults.take("timeout_after_commit")
