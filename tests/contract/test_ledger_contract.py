@@ -15,7 +15,7 @@ import uvicorn
 from guardia.adapters.odoo.client import OdooClient
 from guardia.core.errors import ProviderRejected
 from guardia.ledger.fakes import InMemoryLedger
-from guardia.ledger.model import JournalEntry, two_line_entry
+from guardia.ledger.model import REQUIRED_RIGHTS, JournalEntry, two_line_entry
 from guardia.ledger.ports import LedgerGateway
 from guardia.sandbox.odoo import OdooSimConfig, OdooSimulator, create_app
 from tests.e2e.conftest import free_port, poll
@@ -90,6 +90,24 @@ def hold_together(
             )
 
     return hold
+
+
+@pytest.fixture
+def take_group(
+    request: pytest.FixtureRequest, simulators: dict[str, ServedSimulator]
+) -> Callable[[LedgerGateway, str], None]:
+    """Take a group from the bot: from the fake's set, or by the simulator's fault knob."""
+
+    def take(ledger: LedgerGateway, group: str) -> None:
+        param = str(request.node.callspec.params["ledger"])
+        if isinstance(ledger, InMemoryLedger):
+            ledger.groups.discard(group)
+        else:
+            simulators[param.removeprefix("odoo-")].sim.add_fault(
+                {"kind": "permission_removed", "code": group}
+            )
+
+    return take
 
 
 def entry(
@@ -217,3 +235,20 @@ async def test_a_draft_left_with_a_colliding_number_is_renumbered_when_posted(
         assert {one.name, other.name} == {"BNK1/2028/00001", "BNK1/2028/00002"}
     finally:
         await client.aclose()
+
+
+async def test_the_bot_holds_every_right_guardia_uses_and_the_probe_writes_nothing(
+    ledger: LedgerGateway,
+) -> None:
+    assert await ledger.missing_rights(REQUIRED_RIGHTS) == []
+
+
+async def test_a_bot_without_contact_creation_is_told_before_any_partner_create_fails(
+    ledger: LedgerGateway, take_group: Callable[[LedgerGateway, str], None]
+) -> None:
+    take_group(ledger, "base.group_partner_manager")
+    missing = await ledger.missing_rights(REQUIRED_RIGHTS)
+    assert [(r.model, r.operation) for r in missing] == [("res.partner", "create")]
+    with pytest.raises(ProviderRejected) as info:
+        await ledger.ensure_partner(f"conekta:cus_new_{id(ledger)}", "Ana López", None)
+    assert info.value.cause == "permission"

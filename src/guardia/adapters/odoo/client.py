@@ -30,6 +30,7 @@ from guardia.ledger.model import (
     JournalEntry,
     JournalInfo,
     MoveInfo,
+    RequiredRight,
     ServerInfo,
 )
 
@@ -400,6 +401,30 @@ class OdooClient:
                 raise
         # 17 is unverified (odoo.md §8.2): after a TypeError on the 16 form, try the 18 form.
         return bool(await self.call("res.users", "has_group", args=[[uid], group]))
+
+    async def missing_rights(self, rights: tuple[RequiredRight, ...]) -> list[RequiredRight]:
+        """Ask Odoo's ACLs for each right, writing nothing (odoo.md §8.2 "Access probes").
+
+        `check_access_rights(op, raise_exception=False)` answers true/false up to 18 (deprecated
+        there); 19 replaced it with the record method `has_access(op)` [inf], asked on no ids.
+        """
+        server = await self.server()
+        missing = []
+        for right in rights:
+            if server.major >= 19:
+                granted = await self.call(
+                    right.model, "has_access", params={"operation": right.operation}
+                )
+            else:
+                granted = await self.call(
+                    right.model,
+                    "check_access_rights",
+                    args=[right.operation],
+                    kwargs={"raise_exception": False},
+                )
+            if not granted:
+                missing.append(right)
+        return missing
 
     # --- ledger ----------------------------------------------------------------------------
 

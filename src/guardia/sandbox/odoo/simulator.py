@@ -40,6 +40,8 @@ from guardia.sandbox.odoo.schema import SELECTION_ACCOUNT_TYPES, build_schema
 from guardia.sandbox.odoo.seed import BOT_UID, account_row, seed
 
 SUPPORTED: Final = (16, 17, 18, 19)
+# Exactly the groups README.md tells the customer to give the bot: an internal user with
+# Invoicing / Billing and Contact Creation (it creates a partner per customer), nothing more.
 BOT_GROUPS: Final = frozenset(
     {"base.group_user", "base.group_partner_manager", "account.group_account_invoice"}
 )
@@ -311,9 +313,10 @@ class OdooSimulator:
                 if uid in self.db.tables["res.users"]
                 else frozenset()
             )
-        if self.faults.active("permission_removed"):
-            return BOT_GROUPS - {INVOICE_GROUP}
-        return BOT_GROUPS
+        removed = {
+            f.code or INVOICE_GROUP for f in self.faults.faults if f.kind == "permission_removed"
+        }
+        return BOT_GROUPS - removed
 
     def _check_db(self, db: Any) -> None:
         if not isinstance(db, str) or not self.database_available(db):
