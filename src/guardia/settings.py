@@ -250,6 +250,7 @@ class Settings(BaseSettings):
         "odoo_url",
         "odoo_api_key",
         "odoo_debit_account_code",
+        "odoo_analytic_account_id",
         "odoo_staging_url",
         "odoo_staging_api_key",
         "slack_webhook_url",

@@ -26,6 +26,17 @@ def stack(db_url: str, tmp_path: Path, signer: Signer) -> Iterator[Stack]:
         s.stop()
 
 
+@pytest.fixture
+def impatient_stack(db_url: str, tmp_path: Path, signer: Signer) -> Iterator[Stack]:
+    """A stack whose Odoo client gives up after one second, so its own timeout fires."""
+    s = Stack(db_url, tmp_path, signer)
+    try:
+        s.start_all(GUARDIA_ODOO_TIMEOUT_SECONDS="1")
+        yield s
+    finally:
+        s.stop()
+
+
 def conekta(stack: Stack) -> httpx.Client:
     return httpx.Client(
         base_url=stack.conekta, timeout=10, headers={"Authorization": f"Bearer {CONEKTA_KEY}"}
@@ -124,6 +135,31 @@ def test_a_worker_killed_mid_posting_never_produces_a_second_move(stack: Stack) 
     assert len(moves) == 1
     assert moves[0]["state"] == "posted"
     assert payment["odoo_move_id"] == moves[0]["id"]
+
+
+def test_a_create_whose_answer_times_out_in_the_client_leaves_exactly_one_posted_move(
+    impatient_stack: Stack,
+) -> None:
+    stack = impatient_stack
+    order_id = create_spei_order(stack)
+    fault = httpx.post(
+        f"{stack.odoo}/_sandbox/faults",
+        json={"kind": "timeout_after_commit", "count": 1, "seconds": 10},
+        timeout=10,
+    )
+    assert fault.status_code in (200, 201), fault.text
+    with conekta(stack) as c:
+        assert c.post(f"/_sandbox/orders/{order_id}/pay").status_code == 200
+
+    # No process is killed: the worker's own HTTP timeout fires while Odoo stalls after commit.
+    def posted() -> list[dict[str, Any]] | None:
+        rows = ledger_of(stack, order_id)
+        return rows if rows and rows[0]["state"] == "posted" else None
+
+    (payment,) = poll(posted, timeout=90)
+    moves = moves_for(stack, order_id)
+    assert [(m["id"], m["state"]) for m in moves] == [(payment["odoo_move_id"], "posted")]
+    assert payment["attempts"] >= 2  # the job, not the client, retried: it searched and adopted
 
 
 def test_a_removed_credit_account_is_diagnosed_and_fixed_from_the_cli(stack: Stack) -> None:

@@ -93,7 +93,8 @@ async def test_a_failing_odoo_check_fires_until_it_passes_again(
     assert [t.rule for t in fired if t.change == "fired" and "Odoo" in t.rule] == [
         "OdooConfigCheckFailing"
     ]
-    ledger.groups.add("account.group_account_invoice")
+    # Billing alone is not enough: Guardia also creates partners (Contact Creation).
+    ledger.groups.update({"account.group_account_invoice", "base.group_partner_manager"})
     assert (await client.post("/api/checks/odoo", headers=auth(Role.OPERATOR))).status_code == 200
     clearing = await evaluate_all(container.engine, container.settings, now)
     assert [t.change for t in clearing if t.rule == "OdooConfigCheckFailing"] == ["clearing"]

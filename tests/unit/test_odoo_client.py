@@ -159,6 +159,7 @@ async def test_entries_are_sent_as_odoo_expects_them() -> None:
     )
     assert await client(fake).create_move(entry) == 5
     (vals,) = fake.calls[-1][2][5][0]
+    assert vals["name"] == "/"  # numbered when posted, never at create (odoo.md §5.1)
     assert vals["move_type"] == "entry"
     assert vals["date"] == "2026-11-27"
     assert vals["partner_id"] == 8
@@ -241,11 +242,11 @@ async def test_json2_statuses_map_to_causes_and_retries() -> None:
     answers = iter(
         [
             httpx.Response(409, json={"name": "odoo.exceptions.LockError", "message": "locked"}),
-            httpx.Response(200, json=[3]),
+            httpx.Response(200, json=[{"id": 3}]),
         ]
     )
     odoo = client(lambda request: next(answers), version="19.0")
-    assert await odoo.create("res.partner", {"name": "x"}) == 3
+    assert await odoo.search_read("res.partner", [], ["id"]) == [{"id": 3}]
     unauthorized = client(
         lambda r: httpx.Response(
             401, json={"name": "werkzeug.exceptions.Unauthorized", "message": "Invalid apikey"}
@@ -315,3 +316,84 @@ def test_permanent_errors_carry_their_cause(
 )
 def test_lock_and_server_errors_are_retryable(name: str, message: str, status: int | None) -> None:
     assert isinstance(classify(name, message, http_status=status), ProviderUnavailable)
+
+
+class TimingOut(FakeJsonRpc):
+    """Like FakeJsonRpc, but the given calls time out (the request reached Odoo; no answer)."""
+
+    def __init__(self, answers: dict[tuple[str, str], Any], stalls: dict[tuple[str, str], int]):
+        super().__init__(answers)
+        self.stalls = dict(stalls)
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        response = super().__call__(request)
+        key = self.calls[-1][:2]
+        if self.stalls.get(key, 0) > 0:
+            self.stalls[key] -= 1
+            raise httpx.ReadTimeout("timed out", request=request)
+        return response
+
+
+def sent(fake: FakeJsonRpc, model: str, method: str) -> int:
+    return sum(1 for call in fake.calls if call[:2] == (model, method))
+
+
+LOGGED_IN = {("common", "version"): VERSION_16, ("common", "authenticate"): 2}
+
+
+async def test_a_create_whose_answer_times_out_is_sent_once_never_retried_below_the_job() -> None:
+    fake = TimingOut({**LOGGED_IN, ("account.move", "create"): 5}, {("account.move", "create"): 1})
+    entry = two_line_entry(
+        ref="ord_x",
+        journal_id=7,
+        entry_date=date(2026, 11, 27),
+        amount=Decimal("10.00"),
+        debit_account_id=50,
+        credit_account_id=36,
+        label="Pago",
+        partner_id=None,
+        analytic_account_id=None,
+    )
+    with pytest.raises(ProviderUnavailable):
+        await client(fake).create_move(entry)
+    assert sent(fake, "account.move", "create") == 1
+
+
+async def test_a_partner_create_whose_answer_times_out_is_sent_once() -> None:
+    fake = TimingOut(
+        {**LOGGED_IN, ("res.partner", "search_read"): [], ("res.partner", "create"): 7},
+        {("res.partner", "create"): 1},
+    )
+    with pytest.raises(ProviderUnavailable):
+        await client(fake).ensure_partner("conekta:cus_1", "Ana", None)
+    assert sent(fake, "res.partner", "create") == 1
+
+
+async def test_posting_and_reversing_are_sent_once_when_their_answer_times_out() -> None:
+    posting = TimingOut(
+        {**LOGGED_IN, ("account.move", "action_post"): False},
+        {("account.move", "action_post"): 1},
+    )
+    with pytest.raises(ProviderUnavailable):
+        await client(posting).post_move(1)
+    assert sent(posting, "account.move", "action_post") == 1
+    reversing = TimingOut(
+        {
+            **LOGGED_IN,
+            ("account.move", "read"): [{"id": 1, "name": "X", "state": "posted", "journal_id": 7}],
+            ("account.move.reversal", "create"): 4,
+        },
+        {("account.move.reversal", "create"): 1},
+    )
+    with pytest.raises(ProviderUnavailable):
+        await client(reversing).reverse_move(1, date(2026, 11, 28), "refund")
+    assert sent(reversing, "account.move.reversal", "create") == 1
+
+
+async def test_read_only_calls_keep_their_retries() -> None:
+    fake = TimingOut(
+        {**LOGGED_IN, ("res.partner", "search_read"): [{"id": 7}]},
+        {("res.partner", "search_read"): 1},
+    )
+    assert await client(fake).ensure_partner("conekta:cus_1", "Ana", None) == 7
+    assert sent(fake, "res.partner", "search_read") == 2

@@ -17,7 +17,7 @@ from guardia.adapters.postgres.tables import config_checks
 from guardia.core.clock import Clock, local_date
 from guardia.core.errors import GuardiaError
 from guardia.core.ids import new_correlation_id
-from guardia.ledger.model import two_line_entry
+from guardia.ledger.model import REQUIRED_RIGHTS, two_line_entry
 from guardia.ledger.ports import Ledger, LedgerCatalog
 from guardia.ledger.service import LedgerConfig, TargetResolver
 
@@ -82,7 +82,7 @@ async def check_ledger(
             False,
             exc.message,
             "check GUARDIA_ODOO_DATABASE, GUARDIA_ODOO_LOGIN and GUARDIA_ODOO_API_KEY "
-            "(API keys expire after at most three months)",
+            f"(API keys expire after at most three months), {_retry('auth')}",
         )
         return report
     report.add("credentials", True, f"logged in as uid {uid}")
@@ -93,12 +93,29 @@ async def check_ledger(
     return report
 
 
+def _retry(cause: str) -> str:
+    """The command that re-runs the postings a failure dead-lettered, once it is fixed."""
+    return f"then `guardia dlq retry --cause {cause}`"
+
+
 async def _check_catalog(catalog: LedgerCatalog, config: LedgerConfig, report: CheckReport) -> None:
     report.add(
         "permissions",
         await catalog.has_group(BILLING_GROUP),
         f"bot user in {BILLING_GROUP}",
-        f"add the bot user to Invoicing / Billing ({BILLING_GROUP})",
+        f"add the bot user to Invoicing / Billing ({BILLING_GROUP}), {_retry('permission')}",
+    )
+    # Odoo's answers to "may the bot do X", asked without writing: a bot without Contact
+    # Creation passes the group test above yet dead-letters every posting at partner create.
+    missing = await catalog.missing_rights(REQUIRED_RIGHTS)
+    groups = dict.fromkeys(f"{r.group_label} ({r.group})" for r in missing)
+    report.add(
+        "rights",
+        not missing,
+        "bot may "
+        + ", ".join(r.purpose for r in REQUIRED_RIGHTS)
+        + ("" if not missing else "; it may not " + ", ".join(r.purpose for r in missing)),
+        f"add the bot user to {' and '.join(groups)}, {_retry('permission')}",
     )
     journal = await catalog.find_journal(config.journal_code)
     journal_ok = journal is not None and journal.journal_type in JOURNAL_TYPES
@@ -108,7 +125,7 @@ async def _check_catalog(catalog: LedgerCatalog, config: LedgerConfig, report: C
         f"journal {config.journal_code}: "
         + (f"type {journal.journal_type}" if journal else "not found"),
         f"create journal {config.journal_code} (type cash, bank or general) "
-        "or set GUARDIA_ODOO_JOURNAL_CODE",
+        f"or set GUARDIA_ODOO_JOURNAL_CODE, {_retry('missing_journal')}",
     )
     if journal is not None and journal_ok and config.debit_account_code is None:
         report.add(
@@ -116,7 +133,7 @@ async def _check_catalog(catalog: LedgerCatalog, config: LedgerConfig, report: C
             journal.default_account_id is not None,
             f"journal {journal.code} default account id {journal.default_account_id}",
             f"give journal {journal.code} a default account, or set "
-            "GUARDIA_ODOO_DEBIT_ACCOUNT_CODE (e.g. 101.01.01)",
+            f"GUARDIA_ODOO_DEBIT_ACCOUNT_CODE (e.g. 101.01.01), {_retry('missing_account')}",
         )
     if config.debit_account_code is not None:
         debit = await catalog.find_account(config.debit_account_code)
@@ -125,8 +142,8 @@ async def _check_catalog(catalog: LedgerCatalog, config: LedgerConfig, report: C
             debit is not None and debit.account_type == "asset_cash" and not debit.deprecated,
             f"account {config.debit_account_code}: "
             + (f"{debit.account_type}, deprecated={debit.deprecated}" if debit else "not found"),
-            f"create account {config.debit_account_code} of type Bank and Cash, or fix "
-            "GUARDIA_ODOO_DEBIT_ACCOUNT_CODE",
+            f"create (or un-deprecate) account {config.debit_account_code} of type Bank and "
+            f"Cash, or fix GUARDIA_ODOO_DEBIT_ACCOUNT_CODE, {_retry('missing_account')}",
         )
     credit = await catalog.find_account(config.credit_account_code)
     report.add(
@@ -134,8 +151,8 @@ async def _check_catalog(catalog: LedgerCatalog, config: LedgerConfig, report: C
         credit is not None and credit.account_type == "income" and not credit.deprecated,
         f"account {config.credit_account_code}: "
         + (f"{credit.account_type}, deprecated={credit.deprecated}" if credit else "not found"),
-        f"create income account {config.credit_account_code} (SAT 401.x; 405 does not exist) "
-        "or fix GUARDIA_ODOO_CREDIT_ACCOUNT_CODE, then `guardia dlq retry --cause missing_account`",
+        f"create (or un-deprecate) income account {config.credit_account_code} (SAT 401.x; 405 "
+        f"does not exist) or fix GUARDIA_ODOO_CREDIT_ACCOUNT_CODE, {_retry('missing_account')}",
     )
     if config.analytic_account_id is not None:
         analytic = await catalog.get_analytic(config.analytic_account_id)
@@ -145,7 +162,8 @@ async def _check_catalog(catalog: LedgerCatalog, config: LedgerConfig, report: C
             f"analytic account {config.analytic_account_id}: "
             + (f"{analytic.name}, active={analytic.active}" if analytic else "not found"),
             "Odoo accepts unknown analytic ids silently: create/unarchive it or fix "
-            "GUARDIA_ODOO_ANALYTIC_ACCOUNT_ID",
+            "GUARDIA_ODOO_ANALYTIC_ACCOUNT_ID (empty: no analytic account), "
+            f"{_retry('missing_analytic')}",
         )
 
 

@@ -1,6 +1,7 @@
 """An in-memory ledger that keeps Odoo's rules (docs/odoo.md §10): duplicate refs accepted,
-entries must balance, unknown accounts and journals rejected with Odoo's causes, posting a posted
-move is a no-op, reversals swap debit and credit. For unit tests and the contract suite."""
+entries must balance, unknown or deprecated accounts and unknown journals rejected with Odoo's
+causes, posting a posted move is a no-op, reversals swap debit and credit, and every write needs
+the group Odoo's ACL asks for. For unit tests and the contract suite."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from guardia.ledger.model import (
     JournalEntry,
     JournalInfo,
     MoveInfo,
+    RequiredRight,
     ServerInfo,
 )
 
@@ -42,7 +44,7 @@ class FakeMove:
 
 @dataclass
 class InMemoryLedger:
-    """Odoo's chart of §7.2 in memory, with the bot in the billing group."""
+    """Odoo's chart of §7.2 in memory, with the bot holding the groups the README lists."""
 
     accounts: dict[int, AccountInfo] = field(
         default_factory=lambda: {
@@ -61,7 +63,13 @@ class InMemoryLedger:
     analytics: dict[int, AnalyticInfo] = field(
         default_factory=lambda: {1: AnalyticInfo(1, "Conekta pilot", True, 1)}
     )
-    groups: set[str] = field(default_factory=lambda: {"account.group_account_invoice"})
+    groups: set[str] = field(
+        default_factory=lambda: {
+            "base.group_user",
+            "base.group_partner_manager",
+            "account.group_account_invoice",
+        }
+    )
     moves: dict[int, FakeMove] = field(default_factory=dict)
     partners: dict[str, int] = field(default_factory=dict)
     unavailable: bool = False
@@ -108,6 +116,17 @@ class InMemoryLedger:
         self._guard()
         return group in self.groups
 
+    async def missing_rights(self, rights: tuple[RequiredRight, ...]) -> list[RequiredRight]:
+        """Rights whose group the bot lacks (reads only)."""
+        self._guard()
+        return [r for r in rights if r.group not in self.groups]
+
+    def _require(self, group: str, what: str) -> None:
+        if group not in self.groups:
+            raise ProviderRejected(
+                f"You are not allowed to create '{what}' records.", cause="permission"
+            )
+
     async def create_account(self, code: str, name: str, account_type: str) -> int:
         """Create an account; refused without the manager group or with a taken code."""
         self._guard()
@@ -136,13 +155,14 @@ class InMemoryLedger:
     async def create_move(self, entry: JournalEntry) -> int:
         """Create a draft; Odoo's validation, no duplicate check."""
         self._guard()
-        if "account.group_account_invoice" not in self.groups:
-            raise ProviderRejected("not allowed to create Journal Entry", cause="permission")
+        self._require("account.group_account_invoice", "Journal Entry")
         if entry.journal_id not in self.journals:
             raise ProviderRejected("journal does not exist", cause="payload_incomplete")
         for line in entry.lines:
             if line.account_id not in self.accounts:
                 raise ProviderRejected("account_move_line_account_id_fkey", cause="missing_account")
+            if self.accounts[line.account_id].deprecated:
+                raise ProviderRejected("The account is deprecated.", cause="missing_account")
         debit = sum((line.debit for line in entry.lines), Decimal(0))
         credit = sum((line.credit for line in entry.lines), Decimal(0))
         if debit != credit:
@@ -166,6 +186,10 @@ class InMemoryLedger:
         move = self.moves.get(move_id)
         if move is None:
             raise ProviderRejected("Record does not exist or has been deleted.", cause="validation")
+        if "account.group_account_invoice" not in self.groups:
+            raise ProviderRejected(
+                "You don't have the access rights to post an invoice.", cause="permission"
+            )
         if move.state == "draft":
             code = self.journals[move.journal_id].code
             key = (move.journal_id, move.entry_date.strftime("%Y/%m"))
@@ -200,9 +224,10 @@ class InMemoryLedger:
         return max(found, key=lambda m: m.move_id).info() if found else None
 
     async def ensure_partner(self, ref: str, name: str, email: str | None) -> int:
-        """Find by ref or create."""
+        """Find by ref or create (creating needs Contact Creation, as Odoo's ACL says)."""
         self._guard()
         if ref not in self.partners:
+            self._require("base.group_partner_manager", "Contact")
             self.partners[ref] = 100 + len(self.partners)
         return self.partners[ref]
 

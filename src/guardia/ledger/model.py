@@ -148,6 +148,34 @@ class AnalyticInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class RequiredRight:
+    """A right Guardia uses on the ledger, and the Odoo group that grants it."""
+
+    purpose: str  # what Guardia does with it, for the check's report
+    model: str
+    operation: str  # read | write | create | unlink
+    group: str  # the group's external id
+    group_label: str  # the group as Odoo's settings show it
+
+
+_BILLING = ("account.group_account_invoice", "Invoicing / Billing")
+# Every write Guardia makes (odoo.md §8.1; Contact Creation from the res.partner ACL). Posting
+# is a write on account.move and `_post` also asks for Billing itself; reversing creates the
+# account.move.reversal wizard.
+REQUIRED_RIGHTS: tuple[RequiredRight, ...] = (
+    RequiredRight(
+        "create customers as partners",
+        "res.partner",
+        "create",
+        *("base.group_partner_manager", "Contact Creation"),
+    ),
+    RequiredRight("create journal entries", "account.move", "create", *_BILLING),
+    RequiredRight("post journal entries", "account.move", "write", *_BILLING),
+    RequiredRight("reverse journal entries", "account.move.reversal", "create", *_BILLING),
+)
+
+
+@dataclass(frozen=True, slots=True)
 class ServerInfo:
     """The ledger server's version and the transport chosen for it."""
 

@@ -12,6 +12,7 @@ from guardia.ledger.model import (
     JournalEntry,
     JournalInfo,
     MoveInfo,
+    RequiredRight,
     ServerInfo,
 )
 
@@ -69,6 +70,10 @@ class LedgerCatalog(Protocol):
 
     async def has_group(self, group: str) -> bool:
         """Whether the bot user belongs to a security group."""
+        ...
+
+    async def missing_rights(self, rights: tuple[RequiredRight, ...]) -> list[RequiredRight]:
+        """The rights the bot lacks, asked without writing anything."""
         ...
 
     async def create_account(self, code: str, name: str, account_type: str) -> int:

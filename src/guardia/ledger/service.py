@@ -85,9 +85,10 @@ class TargetResolver:
             raise ProviderRejected(f"journal {cfg.journal_code} not found", cause="missing_journal")
         if cfg.debit_account_code:
             debit = await self._catalog.find_account(cfg.debit_account_code)
-            if debit is None:
+            if debit is None or debit.deprecated:
                 raise ProviderRejected(
-                    f"debit account {cfg.debit_account_code} not found", cause="missing_account"
+                    f"debit account {cfg.debit_account_code} not found or deprecated",
+                    cause="missing_account",
                 )
             debit_id = debit.account_id
         elif journal.default_account_id is not None:
@@ -98,9 +99,11 @@ class TargetResolver:
                 cause="missing_account",
             )
         credit = await self._catalog.find_account(cfg.credit_account_code)
-        if credit is None:
+        if credit is None or credit.deprecated:
+            # A deprecated account is unusable: Odoo refuses it at create and at posting.
             raise ProviderRejected(
-                f"credit account {cfg.credit_account_code} not found", cause="missing_account"
+                f"credit account {cfg.credit_account_code} not found or deprecated",
+                cause="missing_account",
             )
         if cfg.analytic_account_id is not None:
             analytic = await self._catalog.get_analytic(cfg.analytic_account_id)

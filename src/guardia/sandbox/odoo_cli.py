@@ -127,7 +127,12 @@ def serve(
 def fault(
     kind: Annotated[FaultKind, typer.Argument(help="Fault kind.")],
     count: Annotated[int | None, typer.Option("--count", min=1, help="Calls affected.")] = None,
-    code: Annotated[str | None, typer.Option("--code", help="Account or journal code.")] = None,
+    code: Annotated[
+        str | None,
+        typer.Option(
+            "--code", help="Account or journal code; for permission_removed, the group taken."
+        ),
+    ] = None,
     seconds: Annotated[float | None, typer.Option("--seconds", min=0, help="Delay.")] = None,
     status: Annotated[
         int | None, typer.Option("--status", min=502, max=504, help="error_5xx status.")

@@ -12,6 +12,7 @@ UserError that means success; `has_group` takes different arguments on 16 and 18
 from __future__ import annotations
 
 import itertools
+from collections.abc import Awaitable, Callable
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -29,12 +30,17 @@ from guardia.ledger.model import (
     JournalEntry,
     JournalInfo,
     MoveInfo,
+    RequiredRight,
     ServerInfo,
 )
 
 log = structlog.get_logger(__name__)
 
 MOVE_FIELDS = ["id", "name", "state", "ref", "journal_id"]
+# Methods that change nothing, so a retry after a timeout is harmless (odoo.md §4.3).
+READ_ONLY_METHODS = frozenset(
+    {"search_read", "read", "has_group", "check_access_rights", "has_access", "context_get"}
+)
 
 
 def _m2o_id(value: Any) -> int | None:
@@ -59,6 +65,13 @@ def _move(row: dict[str, Any]) -> MoveInfo:
         ref=row.get("ref") or None,
         journal_id=_m2o_id(row.get("journal_id")),
     )
+
+
+def _stuck_on_its_number(move: MoveInfo, exc: ProviderRejected) -> bool:
+    """A draft whose create-time number is already taken by a posted move (odoo.md §5.1)."""
+    # _check_unique_sequence_number: "Posted journal entry must have an unique sequence
+    # number per company.\nProblematic numbers: …" (a ValidationError, 16-19).
+    return move.state == "draft" and move.name != "/" and "unique sequence number" in exc.message
 
 
 def _retry_hook(exc: Exception) -> bool:
@@ -230,14 +243,49 @@ class OdooClient:
         kwargs: dict[str, Any] | None = None,
         params: dict[str, Any] | None = None,
     ) -> Any:
-        """Call a model method: `args`/`kwargs` for JSON-RPC, named `params` for JSON-2."""
+        """Call a method that changes nothing, retrying transient failures.
+
+        `args`/`kwargs` are for JSON-RPC, named `params` for JSON-2. Only read-only methods may
+        come here: a write goes through `call_once`.
+        """
+        if method not in READ_ONLY_METHODS:
+            raise AssertionError(f"{model}.{method} writes: use call_once, never a retried call")
+        send = await self._sender(model, method, args, kwargs, params)
+        return await self._retrying(send)
+
+    async def call_once(
+        self,
+        model: str,
+        method: str,
+        *,
+        args: list[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> Any:
+        """Call a method that writes, exactly one time.
+
+        A timeout or a reset after the request left may come after Odoo committed (odoo.md
+        §4.3 "ambiguous outcome"), and Odoo does not deduplicate (`ref` is not unique), so a
+        write is never retried here: the caller's job searches by `ref`, adopts, then retries.
+        """
+        send = await self._sender(model, method, args, kwargs, params)
+        return await self.breaker.call(send)
+
+    async def _sender(
+        self,
+        model: str,
+        method: str,
+        args: list[Any] | None,
+        kwargs: dict[str, Any] | None,
+        params: dict[str, Any] | None,
+    ) -> Callable[[], Awaitable[Any]]:
         server = await self.server()
         if server.transport == "json2":
             named = dict(params or {})
-            return await self._retrying(lambda: self._json2_once(model, method, named))
+            return lambda: self._json2_once(model, method, named)
         uid = await self._uid_or_login()
         call_args = [self._db, uid, self._secret, model, method, args or [], kwargs or {}]
-        return await self._retrying(lambda: self._jsonrpc_once("object", "execute_kw", call_args))
+        return lambda: self._jsonrpc_once("object", "execute_kw", call_args)
 
     async def search_read(
         self, model: str, domain: list[Any], fields: list[str], *, limit: int | None = None
@@ -253,7 +301,7 @@ class OdooClient:
 
     async def create(self, model: str, vals: dict[str, Any]) -> int:
         """Create one record; return its id (JSON-2 answers a list)."""
-        result = await self.call(model, "create", args=[[vals]], params={"vals_list": [vals]})
+        result = await self.call_once(model, "create", args=[[vals]], params={"vals_list": [vals]})
         if isinstance(result, list):
             if len(result) != 1:
                 raise ProviderUnavailable(f"Odoo create answered {result!r}")
@@ -354,6 +402,30 @@ class OdooClient:
         # 17 is unverified (odoo.md §8.2): after a TypeError on the 16 form, try the 18 form.
         return bool(await self.call("res.users", "has_group", args=[[uid], group]))
 
+    async def missing_rights(self, rights: tuple[RequiredRight, ...]) -> list[RequiredRight]:
+        """Ask Odoo's ACLs for each right, writing nothing (odoo.md §8.2 "Access probes").
+
+        `check_access_rights(op, raise_exception=False)` answers true/false up to 18 (deprecated
+        there); 19 replaced it with the record method `has_access(op)` [inf], asked on no ids.
+        """
+        server = await self.server()
+        missing = []
+        for right in rights:
+            if server.major >= 19:
+                granted = await self.call(
+                    right.model, "has_access", params={"operation": right.operation}
+                )
+            else:
+                granted = await self.call(
+                    right.model,
+                    "check_access_rights",
+                    args=[right.operation],
+                    kwargs={"raise_exception": False},
+                )
+            if not granted:
+                missing.append(right)
+        return missing
+
     # --- ledger ----------------------------------------------------------------------------
 
     async def find_moves(self, ref: str, journal_id: int) -> list[MoveInfo]:
@@ -381,6 +453,11 @@ class OdooClient:
                 vals["analytic_distribution"] = {str(line.analytic_account_id): 100}
             lines.append([0, 0, vals])
         vals_move: dict[str, Any] = {
+            # Odoo 16 numbers the first draft of a period at create, and drafts created at the
+            # same moment all get that number; posting keeps it, so all but one would fail on
+            # every retry. "/" protects the name: Odoo numbers the move when it is posted (16-19;
+            # 18+ never numbers drafts, addons/account/models/account_move.py `_compute_name`).
+            "name": "/",
             "move_type": "entry",
             "journal_id": entry.journal_id,
             "date": entry.entry_date.isoformat(),
@@ -411,19 +488,34 @@ class OdooClient:
         not the message, decides.
         """
         try:
-            await self.call(
-                "account.move", "action_post", args=[[move_id]], params={"ids": [move_id]}
-            )
+            await self._action_post(move_id)
         except ProviderRejected as exc:
             current = await self.read_move(move_id)
-            if current is None or current.state != "posted":
+            if current is not None and current.state == "posted":
+                log.info("odoo_move_already_posted", move_id=move_id, odoo_said=exc.message[:120])
+                return current
+            if current is None or not _stuck_on_its_number(current, exc):
                 raise
-            log.info("odoo_move_already_posted", move_id=move_id, odoo_said=exc.message[:120])
-            return current
+            # A draft numbered at create (by Odoo 16, before Guardia sent "/") that shares its
+            # number with a posted move: posting never renumbers it, so give it back "/" and
+            # post again. Renaming keeps the one move (and its id) that the ref search found.
+            log.warning("odoo_draft_renumbered", move_id=move_id, stuck_name=current.name)
+            await self.call_once(
+                "account.move",
+                "write",
+                args=[[move_id], {"name": "/"}],
+                params={"ids": [move_id], "vals": {"name": "/"}},
+            )
+            await self._action_post(move_id)
         move = await self.read_move(move_id)
         if move is None:
             raise ProviderRejected(f"Odoo move {move_id} vanished", cause="validation")
         return move
+
+    async def _action_post(self, move_id: int) -> None:
+        await self.call_once(
+            "account.move", "action_post", args=[[move_id]], params={"ids": [move_id]}
+        )
 
     async def reverse_move(self, move_id: int, on: date, reason: str) -> MoveInfo:
         """Reverse a posted move through Odoo's reversal wizard, then post the reversal."""
@@ -436,7 +528,7 @@ class OdooClient:
         if original is not None and original.journal_id is not None:
             wizard_vals["journal_id"] = original.journal_id
         wizard_id = await self.create("account.move.reversal", wizard_vals)
-        action = await self.call(
+        action = await self.call_once(
             "account.move.reversal",
             "reverse_moves",
             args=[[wizard_id]],

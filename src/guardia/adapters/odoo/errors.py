@@ -46,6 +46,12 @@ def classify(name: str, message: str, *, http_status: int | None = None) -> Guar
         return ProviderRejected(
             f"Odoo: an account of the entry does not exist: {text[:300]}", cause="missing_account"
         )
+    if "deprecated" in lowered and "account" in lowered:
+        # "The account X (401.01.01) is deprecated." at create, "…using a deprecated account…"
+        # at posting: the configured account is unusable, fixed in the chart like a missing one.
+        return ProviderRejected(
+            f"Odoo: an account of the entry is deprecated: {text[:300]}", cause="missing_account"
+        )
     if "missing required account" in lowered or "mandatory field is not set" in lowered:
         return ProviderRejected(f"Odoo: incomplete entry: {text[:300]}", cause="payload_incomplete")
     if name.endswith(("ValidationError", "UserError", "MissingError")):

@@ -195,8 +195,11 @@ class AccountMove(BaseModel):
             return f"{journal['code']}/{day[:4]}/", 5
         return f"{journal['code']}/{day[:4]}/{day[5:7]}/", 4
 
-    def _last_number(self, journal: Row, day: str, exclude: int | None) -> int | None:
+    def _last_number(
+        self, journal: Row, day: str, exclude: int | None, *, snapshot: bool = False
+    ) -> int | None:
         prefix, _ = self._prefix(journal, day)
+        db = self.env.db
         numbers = [
             int(str(m["name"])[len(prefix) :])
             for m in self.table.values()
@@ -204,21 +207,52 @@ class AccountMove(BaseModel):
             and m["id"] != exclude
             and str(m.get("name") or "").startswith(prefix)
             and str(m["name"])[len(prefix) :].isdigit()
+            and (not snapshot or db.visible(m))
         ]
         return max(numbers) if numbers else None
 
-    def _next_name(self, journal: Row, day: str, exclude: int | None) -> str:
+    def _next_name(
+        self, journal: Row, day: str, exclude: int | None, *, snapshot: bool = False
+    ) -> str:
         prefix, digits = self._prefix(journal, day)
-        return f"{prefix}{(self._last_number(journal, day, exclude) or 0) + 1:0{digits}d}"
+        last = self._last_number(journal, day, exclude, snapshot=snapshot)
+        return f"{prefix}{(last or 0) + 1:0{digits}d}"
 
     def _draft_name(self, row: Row) -> str:
-        """Name a new draft: the first of its journal and period is numbered, later ones "/"."""
+        """Name a new draft: the first of its journal and period is numbered, later ones "/".
+
+        16's `_compute_name` numbers a draft when `_get_last_sequence(lock=False)` finds no
+        named move of the period [obs 16]. That read sees only what was committed when the
+        transaction began, so drafts created at the same moment as the period's first all get
+        its number (`CSH1/2026/00001`) and posting keeps it. 18 numbers only moves that are not
+        drafts (`_compute_name`: `move.state != 'draft'`) [src]; 17 is taken to be 16's [inf].
+        """
+        if self.env.major >= 18:
+            return "/"
         journal = self.env.db.tables.get("account.journal", {}).get(row.get("journal_id") or 0)
         if journal is None or not row.get("date"):
             return "/"
-        if self._last_number(journal, row["date"], None) is None:
-            return self._next_name(journal, row["date"], None)
+        if self._last_number(journal, row["date"], None, snapshot=True) is None:
+            return self._next_name(journal, row["date"], None, snapshot=True)
         return "/"
+
+    def _check_unique_names(self, rows: list[Row]) -> None:
+        """`_check_unique_sequence_number`: two posted moves of a journal never share a name."""
+        taken = [
+            str(move["name"])
+            for move in rows
+            for other in self.table.values()
+            if other["id"] != move["id"]
+            and other["state"] == "posted"
+            and other["journal_id"] == move["journal_id"]
+            and other["move_type"] == move["move_type"]
+            and other.get("name") == move.get("name")
+        ]
+        if taken:
+            raise ValidationError(
+                "Posted journal entry must have an unique sequence number per company.\n"
+                f"Problematic numbers: {', '.join(dict.fromkeys(taken))}\n"
+            )
 
     # --- create / write ----------------------------------------------------------------------
 
@@ -237,8 +271,11 @@ class AccountMove(BaseModel):
             row["date"] = self.env.today().isoformat()
         journal = self.env.db.tables.get("account.journal", {}).get(row.get("journal_id") or 0)
         row["company_id"] = journal.get("company_id", 1) if journal else 1
-        if not row.get("name") or row["name"] == "/":
+        if not row.get("name"):
+            # A `name` given in vals, "/" included, protects the computed field: Odoo then
+            # numbers the move only when it is posted.
             row["name"] = self._draft_name(row)
+        self.env.db.stamp(row)
         # odoo.md §10.3: a missing journal_id is a NOT NULL violation turned ValidationError [src].
         move_id = self._insert(row)
         self._apply_line_commands(move_id, commands, creating=True)
@@ -401,6 +438,8 @@ class AccountMove(BaseModel):
             move["state"] = "posted"
             move["posted_before"] = True
             move["write_date"] = self.env.now_text()
+            self.env.db.stamp(move)
+        self._check_unique_names(rows)
 
     @rpc()
     def action_post(self) -> bool:

@@ -103,6 +103,7 @@ def create_app(sim: OdooSimulator) -> FastAPI:
         fault = sim.take_proxy_fault()
         if fault is not None:
             return _proxy_page(503 if fault.kind == "down" else fault.status)
+        sim.begin_transaction()
         await sim.delay(sim.slow_seconds())
         return await call_next(request)
 

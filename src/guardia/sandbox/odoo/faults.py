@@ -13,7 +13,7 @@ FAULT_KINDS: Final = (
     "auth_revoked",  # authenticate -> false, execute_kw -> AccessDenied, JSON-2 -> 401
     "account_removed",  # account `code` gone: not found, its id fails the FK check
     "journal_removed",  # journal `code` gone, likewise
-    "permission_removed",  # the bot loses account.group_account_invoice
+    "permission_removed",  # the bot loses account.group_account_invoice (or the group `code`)
     "lock_error",  # next `count` writes: SerializationFailure / JSON-2 409
     "timeout_after_commit",  # next `count` account.move creates commit, then stall `seconds`
     "database_missing",  # the database is gone: psycopg2.OperationalError

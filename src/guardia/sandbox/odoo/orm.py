@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Callable, Iterable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -115,6 +116,14 @@ def rpc(
     return mark
 
 
+# How many commits the current request's transaction sees. Odoo runs every request at REPEATABLE
+# READ (odoo/sql_db.py), so a transaction reads what was committed when it began, not what a
+# concurrent one commits meanwhile; None (a direct Python call) sees everything.
+TRANSACTION_SNAPSHOT: ContextVar[int | None] = ContextVar("odoo_sim_snapshot", default=None)
+# The key under which a row remembers the commit that made it visible (never a field).
+COMMITTED_AT: Final = "__committed_at"
+
+
 @dataclass
 class Database:
     """Every table, the rows removed by fault knobs, and the non-transactional id sequences."""
@@ -122,6 +131,21 @@ class Database:
     tables: dict[str, dict[int, Row]]
     sequences: dict[str, int]
     tombstones: dict[str, dict[int, Row]] = field(default_factory=dict)
+    commits: int = 0
+
+    def begin(self) -> None:
+        """Start the current request's transaction: it sees the commits made so far."""
+        TRANSACTION_SNAPSHOT.set(self.commits)
+
+    def stamp(self, row: Row) -> None:
+        """Mark a row as written by the transaction now running (visible once it commits)."""
+        row[COMMITTED_AT] = self.commits + 1
+
+    def visible(self, row: Row) -> bool:
+        """Whether the running transaction sees the row: committed before it began, or its own."""
+        snapshot = TRANSACTION_SNAPSHOT.get()
+        written = int(row.get(COMMITTED_AT, 0))
+        return snapshot is None or written <= snapshot or written == self.commits + 1
 
     def next_id(self, model: str) -> int:
         """Consume the next id, as `nextval()` does even when the INSERT then fails."""

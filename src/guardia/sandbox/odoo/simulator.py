@@ -40,6 +40,8 @@ from guardia.sandbox.odoo.schema import SELECTION_ACCOUNT_TYPES, build_schema
 from guardia.sandbox.odoo.seed import BOT_UID, account_row, seed
 
 SUPPORTED: Final = (16, 17, 18, 19)
+# Exactly the groups README.md tells the customer to give the bot: an internal user with
+# Invoicing / Billing and Contact Creation (it creates a partner per customer), nothing more.
 BOT_GROUPS: Final = frozenset(
     {"base.group_user", "base.group_partner_manager", "account.group_account_invoice"}
 )
@@ -286,6 +288,11 @@ class OdooSimulator:
         """Consume and return a `down` or `error_5xx` fault for the HTTP layer, if any."""
         return self.faults.take("down") or self.faults.take("error_5xx")
 
+    def begin_transaction(self) -> None:
+        """Open the arriving request's transaction: it sees what is committed now (and a slow
+        answer holds it open, so requests held together do not see each other's writes)."""
+        self.db.begin()
+
     def slow_seconds(self) -> float:
         """Return how long to hold a request (slow fault plus configured latency)."""
         slow = self.faults.take("slow")
@@ -306,9 +313,10 @@ class OdooSimulator:
                 if uid in self.db.tables["res.users"]
                 else frozenset()
             )
-        if self.faults.active("permission_removed"):
-            return BOT_GROUPS - {INVOICE_GROUP}
-        return BOT_GROUPS
+        removed = {
+            f.code or INVOICE_GROUP for f in self.faults.faults if f.kind == "permission_removed"
+        }
+        return BOT_GROUPS - removed
 
     def _check_db(self, db: Any) -> None:
         if not isinstance(db, str) or not self.database_available(db):
@@ -529,6 +537,8 @@ class OdooSimulator:
             if snapshot is not None:
                 self.db.rollback(snapshot)
             raise PythonError.wrap(exc) from exc
+        if writes:
+            self.db.commits += 1
         stall = 0.0
         if model == "account.move" and method == "create":
             fault = self.faults.take("timeout_after_commit")
