@@ -22,7 +22,12 @@ from guardia.entrypoints.runtime import sandbox_hints
 from guardia.sandbox.conekta.simulator import DEFAULT_API_KEY
 from guardia.settings import Settings
 
-_SIM_ENV = ("GUARDIA_CONEKTA_SIM_URL", "GUARDIA_ODOO_SIM_URL", "GUARDIA_CONEKTA_API_KEY")
+_SIM_ENV = (
+    "GUARDIA_CONEKTA_SIM_URL",
+    "GUARDIA_ODOO_SIM_URL",
+    "GUARDIA_CONEKTA_API_KEY",
+    "GUARDIA_CONEKTA_SIM_API_KEY",
+)
 
 
 def _free_port() -> int:
@@ -101,6 +106,20 @@ def test_the_conekta_sandbox_cli_talks_to_the_simulator_on_its_configured_port(
     )
     assert found.status_code == 200, found.text
     assert found.json()["amount"] == 150000
+
+
+def test_the_conekta_sandbox_cli_never_sends_the_real_api_key_to_the_simulator(
+    conekta_port: int,
+) -> None:
+    # With production settings in the shell, the simulator's CLI still speaks with the simulator's
+    # own key: the real key is never sent anywhere it was not configured for.
+    output = _invoke(
+        ["sandbox", "conekta", "create-order", "--amount", "990", "--json"],
+        GUARDIA_SANDBOX_CONEKTA_PORT=str(conekta_port),
+        GUARDIA_CONEKTA_API_KEY="key_live_not_for_the_simulator",
+    )
+
+    assert json.loads(output)["amount"] == 990
 
 
 def test_the_odoo_sandbox_cli_talks_to_the_simulator_on_its_configured_port(

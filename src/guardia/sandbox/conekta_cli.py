@@ -38,7 +38,11 @@ UrlOption = Annotated[
 ]
 KeyOption = Annotated[
     str,
-    typer.Option("--api-key", envvar="GUARDIA_CONEKTA_API_KEY", help="Private API key (Bearer)."),
+    typer.Option(
+        "--api-key",
+        envvar="GUARDIA_CONEKTA_SIM_API_KEY",
+        help="The simulator's private API key (Bearer); never GUARDIA_CONEKTA_API_KEY.",
+    ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the raw JSON response.")]
 OrderArg = Annotated[str, typer.Argument(help="Order id, e.g. ord_2yQ8nCk3vJ5dWx9Ra.")]
