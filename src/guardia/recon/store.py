@@ -183,7 +183,7 @@ def store_run(
                 int(result.kpi.get_column("matched_amount_cents").sum()),
                 float(summary["match_rate_count"]),
                 float(summary["match_rate_amount"]),
-                result.exceptions.height,
+                int(summary["exceptions"]),
                 json.dumps(summary),
             ),
         ).fetchone()

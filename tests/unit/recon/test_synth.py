@@ -18,8 +18,9 @@ LINES = 3_000
 # Rates high enough for every label to occur many times in a small world.
 RATES = {
     Noise.TZ_SHIFT: 0.5,
-    Noise.CUTOFF_STRADDLE: 0.5,
+    Noise.CUTOFF_STRADDLE: 1.0,
     Noise.REFUND: 0.3,
+    Noise.RETENTION: 0.5,
     Noise.GENUINE_REPEAT: 0.01,
 }
 EXCEPTION_LABELS = {
@@ -28,8 +29,9 @@ EXCEPTION_LABELS = {
     Noise.GENUINE_REPEAT,
     Noise.MISSING_IN_BANK,
     Noise.MISSING_IN_LEDGER,
-    Noise.REFUND,
+    Noise.RETENTION,
     Noise.PARTIAL_PAYMENT,
+    Noise.OUT_OF_SCOPE,
 }
 
 
