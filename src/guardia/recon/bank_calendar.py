@@ -53,7 +53,7 @@ def mexican_bank_holidays(year: int) -> frozenset[date]:
         date(year, 12, 12),
         date(year, 12, 25),
     }
-    if year % 6 == 0:  # presidential inauguration, 1 October every six years (2024, 2030)
+    if (year - 2024) % 6 == 0:  # presidential inauguration, 1 October every six years (2024, 2030)
         days.add(date(year, 10, 1))
     return frozenset(days)
 

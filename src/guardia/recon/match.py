@@ -41,13 +41,20 @@ Pipeline, in this order:
     ``max_rounds`` rounds on what is left.
 (c) **payouts, two hops**: passes (a)/(b) pair a bank line with a Conekta transfer by
     statement_reference and amount (hop 1); ``guardia.recon.payouts`` then explains each
-    transfer by its charges net of fees (hop 2: contiguous runs, then bounded subset-sum).
+    transfer by its settlement entries (charges net of fees, refunds, chargebacks, Conekta
+    fees) of exactly one settlement window per cut-off rule (hop 2; no subset search).
+(c') **bank fees**: a ``COMISION …`` debit and its ``IVA …`` debit (rate x commission) of the
+    same account and day, left by (a)/(b), match each other (rule ``bank_fee_pair``).
 (d) **exceptions**: every line and ledger entry left over gets one row with a reason
     (``model.Reason``) and its candidates, scores and why each was refused. The most specific
     reason wins: unit_mismatch, amount_mismatch (a strong reference with another amount),
     ambiguous (acceptable candidates too close to call, or a common amount),
     no_acceptable_candidate (below ``min_score`` or claimed by another item), else
     missing_in_ledger / missing_in_bank with the refused candidates as evidence.
+
+Before (a), each line gets a class from ``MatchConfig.line_rules`` (first fit, per account):
+``conekta_deposit``, ``bank_fee``, ``out_of_scope`` (payroll, rent, suppliers: never matched,
+listed as ``out_of_scope`` exceptions naming the rule) or ``unknown`` (matched as usual).
 
 Only moves and transfers take part in (a)/(b): charges reach the bank only through a transfer.
 Charges stay out of the 1:1 passes because a charge amount that equals a bank line is a
@@ -64,7 +71,8 @@ Outputs:
     ``model.Reason``, candidates: JSON text (list of candidates with score, relation and the
     reason each was refused; for payouts the residual and the closest subsets), account,
     local_date, amount_cents.
-``KPI_SCHEMA`` — per (account, local_date) over statement lines (re-imports excluded):
+``KPI_SCHEMA`` — per (account, local_date) over in-scope statement lines (re-imports and
+out-of-scope lines excluded):
     lines, matched_lines, amount_cents (Σ|amount|), matched_amount_cents, match_rate_count,
     match_rate_amount.
 
@@ -100,7 +108,14 @@ from guardia.recon.normalize import (
     normalize_statement,
     unit_swap_expr,
 )
-from guardia.recon.payouts import Charge, PayoutReport, Transfer, explain_payouts
+from guardia.recon.payouts import (
+    Calibration,
+    Charge,
+    PayoutReport,
+    Transfer,
+    calibrate,
+    explain_payouts,
+)
 
 PREFIX_MIN: Final = 10
 W_AMOUNT: Final = 0.4
@@ -599,6 +614,16 @@ def _select(candidates: pl.DataFrame, cfg: MatchConfig) -> pl.DataFrame:
 
 
 def _payouts(ledger: pl.DataFrame, cfg: MatchConfig) -> PayoutReport:
+    return explain_payouts(*_settlement_inputs(ledger), cfg.payout)
+
+
+def calibrate_payouts(ledger: pl.DataFrame, config: MatchConfig | None = None) -> list[Calibration]:
+    """Which cut-off rule explains an account's past payouts exactly (raw ledger frame)."""
+    cfg = config or MatchConfig()
+    return calibrate(*_settlement_inputs(normalize_ledger(ledger)), cfg.payout)
+
+
+def _settlement_inputs(ledger: pl.DataFrame) -> tuple[list[Charge], list[Transfer]]:
     epoch_us = pl.col("occurred_at").dt.epoch("us")
     charges = ledger.filter(
         pl.col("kind").is_in(SETTLEMENT_KINDS) & pl.col("occurred_at").is_not_null()
@@ -606,10 +631,9 @@ def _payouts(ledger: pl.DataFrame, cfg: MatchConfig) -> PayoutReport:
     transfers = ledger.filter(
         (pl.col("kind") == EntryKind.TRANSFER.value) & pl.col("occurred_at").is_not_null()
     ).select("entry_id", "account", epoch_us.alias("at"), "amount_cents")
-    return explain_payouts(
+    return (
         [Charge(*row) for row in charges.iter_rows()],
         [Transfer(*row) for row in transfers.iter_rows()],
-        cfg.payout,
     )
 
 

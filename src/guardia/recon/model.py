@@ -7,11 +7,14 @@ documents each column. Money columns are ``Int64`` centavos, never floats; insta
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import date, time
 from enum import StrEnum
 
 import polars as pl
+
+from guardia.core.errors import InvalidInput
 
 UTC_INSTANT = pl.Datetime("us", "UTC")
 
@@ -238,6 +241,53 @@ class CutoffRule:
     def name(self) -> str:
         """Short label, e.g. ``00:00+1bd``."""
         return f"{self.cutoff:%H:%M}+{self.lag}bd"
+
+    @property
+    def spec(self) -> str:
+        """The rule as ``parse_cutoff_rules`` reads it, e.g. ``<CLABE>/cash=00:00+2bd``."""
+        where = "" if self.account == "*" else f"{self.account}/"
+        method = "" if self.channel == "*" else f"{self.channel}="
+        return f"{where}{method}{self.name}"
+
+
+_RULE = re.compile(
+    r"^(?:(?P<account>[^/=\s]+)/)?(?:(?P<channel>[a-z_*]+)=)?"
+    r"(?P<hour>\d{1,2}):(?P<minute>\d{2})\+(?P<lag>\d)bd$"
+)
+
+
+def parse_cutoff_rules(text: str) -> tuple[CutoffRule, ...]:
+    """Read ``[ACCOUNT/][METHOD=]HH:MM+Nbd`` items separated by commas (first fit wins).
+
+    ``cash=00:00+2bd,00:00+1bd``: cash settles by local day two business days later, every
+    other method the next business day.
+    """
+    rules = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        found = _RULE.match(item)
+        if found is None or int(found["hour"]) > 23 or int(found["minute"]) > 59:
+            raise InvalidInput(f"cut-off rule {item!r}: expected [ACCOUNT/][METHOD=]HH:MM+Nbd")
+        rules.append(
+            CutoffRule(
+                cutoff=time(int(found["hour"]), int(found["minute"])),
+                lag=int(found["lag"]),
+                account=found["account"] or "*",
+                channel=found["channel"] or "*",
+            )
+        )
+    return tuple(rules) or (CutoffRule(),)
+
+
+def parse_dates(text: str) -> tuple[date, ...]:
+    """Read ISO dates separated by commas (extra bank holidays)."""
+    try:
+        return tuple(date.fromisoformat(p.strip()) for p in text.split(",") if p.strip())
+    except ValueError as exc:
+        raise InvalidInput(
+            f"holidays {text!r}: expected YYYY-MM-DD dates, comma-separated"
+        ) from exc
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from polars.testing import assert_frame_equal
 
 from guardia.core.errors import InvalidInput
 from guardia.recon.match import ReconResult, match, reconcile
-from guardia.recon.model import CutoffRule, MatchConfig, PayoutConfig
+from guardia.recon.model import CutoffRule, LineClass, LineRule, MatchConfig, PayoutConfig
 from guardia.recon.synth import NoiseConfig, generate
 
 from .factories import DAY, bank_line, charge, ledger, move, statement, transfer, utc
@@ -419,6 +419,45 @@ def test_kpi_counts_matched_share_by_count_and_by_amount_per_day_and_account() -
         ("X", DAY + timedelta(days=1), 1, 0, 0.0, 0.0),
     ]
     assert result.summary()["match_rate_count"] == pytest.approx(1 / 3)
+
+
+def _a_day_of_the_statement() -> pl.DataFrame:
+    return statement(
+        bank_line("L1", "300.00", reference=RASTREO),
+        bank_line("L2", cargo="-250,000.00", concept="PAGO NOMINA QUINCENAL"),
+        bank_line("L3", cargo="-40,000.00", concept="RENTA OFICINA 04/2025"),
+        bank_line("L4", cargo="-8.00", concept="COMISION SPEI"),
+        bank_line("L5", cargo="-1.28", concept="IVA COMISION SPEI"),
+        bank_line("L6", cargo="-6.50", concept="COMISION MANEJO DE CUENTA"),
+    )
+
+
+def test_out_of_scope_lines_leave_the_kpi_but_are_listed_with_their_rule() -> None:
+    result = run(_a_day_of_the_statement(), ledger(move("M1", 30_000, reference=RASTREO)))
+    assert exception_for(result, line="L2")["candidates"] == [
+        {"line_class": "out_of_scope", "rule": "payroll"}
+    ]
+    assert exception_for(result, line="L3")["reason"] == "out_of_scope"
+    summary = result.summary()
+    assert (summary["lines"], summary["matched_lines"], summary["out_of_scope_lines"]) == (4, 3, 2)
+    assert summary["match_rate_amount"] == pytest.approx(30_928 / 31_578)
+
+
+def test_a_bank_commission_and_its_iva_match_each_other_as_a_fee() -> None:
+    result = run(_a_day_of_the_statement(), ledger())
+    assert matched(result) == {
+        "L4": (["L5"], "bank_fee_pair"),
+        "L5": (["L4"], "bank_fee_pair"),
+    }
+    assert exception_for(result, line="L6")["reason"] == "unpaired_bank_fee"
+
+
+def test_line_rules_are_per_account() -> None:
+    rules = (LineRule("loans", LineClass.OUT_OF_SCOPE, "SPEI ENVIADO", account="OTHER"),)
+    lines = statement(bank_line("L1", cargo="-100.00", concept="SPEI ENVIADO BBVA"))
+    assert run(lines, ledger(), MatchConfig(line_rules=rules)).summary()["lines"] == 1
+    other = statement(bank_line("L1", cargo="-100.00", concept="SPEI ENVIADO", account="OTHER"))
+    assert run(other, ledger(), MatchConfig(line_rules=rules)).summary()["lines"] == 0
 
 
 # ------------------------------------------------------------------------------ determinism

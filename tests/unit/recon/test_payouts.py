@@ -6,13 +6,16 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 import polars as pl
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from guardia.core.clock import MEXICO_CITY
-from guardia.recon.bank_calendar import mexican_bank_holidays
-from guardia.recon.match import reconcile
-from guardia.recon.model import MatchConfig, PayoutConfig
+from guardia.core.errors import InvalidInput
+from guardia.recon.bank_calendar import BankCalendar, easter_sunday, mexican_bank_holidays
+from guardia.recon.match import calibrate_payouts, reconcile
+from guardia.recon.model import CutoffRule, MatchConfig, PayoutConfig, parse_cutoff_rules
+from guardia.recon.synth import Noise, NoiseConfig, WorldConfig, generate
 
 from .factories import bank_line, ledger, statement
 
@@ -158,14 +161,72 @@ def _check_never_wrong(world: World) -> int:
     return explained
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=35, deadline=None)
 @given(worlds(small_amounts=True))
 def test_hop_two_finds_the_exact_set_or_an_exception_never_a_wrong_set(world: World) -> None:
     _check_never_wrong(world)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=10, deadline=None)
 @given(worlds(small_amounts=False))
 def test_hop_two_explains_every_payout_of_a_calendar_with_distinct_amounts(world: World) -> None:
     explained = _check_never_wrong(world)
     assert explained == sum(1 for _, members in world.truth.values() if members is not None)
+
+
+# --------------------------------------------------------------------------- bank calendar
+
+
+def test_easter_and_the_cnbv_closures_are_computed_per_year() -> None:
+    assert easter_sunday(2025) == date(2025, 4, 20)
+    assert easter_sunday(2024) == date(2024, 3, 31)
+    assert sorted(mexican_bank_holidays(2026)) == [
+        date(2026, 1, 1),
+        date(2026, 2, 2),
+        date(2026, 3, 16),
+        date(2026, 4, 2),
+        date(2026, 4, 3),
+        date(2026, 5, 1),
+        date(2026, 9, 16),
+        date(2026, 11, 2),
+        date(2026, 11, 16),
+        date(2026, 12, 12),
+        date(2026, 12, 25),
+    ]
+    assert date(2024, 10, 1) in mexican_bank_holidays(2024)
+    assert date(2030, 10, 1) in mexican_bank_holidays(2030)
+    assert date(2025, 10, 1) not in mexican_bank_holidays(2025)
+
+
+def test_payout_days_roll_over_weekends_holidays_and_configured_closures() -> None:
+    calendar = BankCalendar(extra_holidays=[date(2025, 4, 22)])
+    friday, saturday, sunday = date(2025, 4, 11), date(2025, 4, 12), date(2025, 4, 13)
+    assert {calendar.pay_day(d, 1) for d in (friday, saturday, sunday)} == {date(2025, 4, 14)}
+    assert calendar.pay_day(date(2025, 4, 16), 1) == date(2025, 4, 21)  # over Holy Thu/Fri
+    assert calendar.pay_day(date(2025, 4, 21), 1) == date(2025, 4, 23)  # over the extra day
+    assert calendar.pay_day(saturday, 0) == date(2025, 4, 14)
+    assert calendar.pay_day(friday, 2) == date(2025, 4, 15)
+
+
+# ------------------------------------------------------------------------------ calibrate
+
+
+def test_calibration_names_the_rule_that_explains_every_past_payout() -> None:
+    noise = NoiseConfig.only(Noise.REFUND, 0.05)
+    for lag in (1, 2):
+        world = generate(3_000, 5, noise, world=WorldConfig(lag=lag, min_days=12))
+        best = calibrate_payouts(world.ledger)[0]
+        assert best.rule.name == f"00:00+{lag}bd"
+        assert best.explained == best.transfers > 0
+
+
+def test_cut_off_rules_are_read_from_their_setting_text() -> None:
+    rules = parse_cutoff_rules("012180001234567899/cash=00:00+2bd, 17:30+0bd")
+    assert rules == (
+        CutoffRule(time(0, 0), 2, account="012180001234567899", channel="cash"),
+        CutoffRule(time(17, 30), 0),
+    )
+    assert [r.spec for r in rules] == ["012180001234567899/cash=00:00+2bd", "17:30+0bd"]
+    assert parse_cutoff_rules("") == (CutoffRule(),)
+    with pytest.raises(InvalidInput, match="HH:MM"):
+        parse_cutoff_rules("midnight")
