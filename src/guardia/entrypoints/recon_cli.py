@@ -318,8 +318,10 @@ def score_(
         imported, on=["account", "row_no"], how="inner"
     )
     translation = dict(line_map.select("line_id", "imported_line_id").iter_rows())
+    # A bank fee pair names its partner line among its ledger ids: translate those too.
     table = pl.read_parquet(truth).with_columns(
-        pl.col("bank_line_id").replace_strict(translation, default=None)
+        pl.col("bank_line_id").replace_strict(translation, default=None),
+        pl.col("ledger_ids").list.eval(pl.element().replace(translation)),
     )
     scored = score(result, table.filter(pl.col("bank_line_id").is_not_null()))
     report_: dict[str, Any] = {
