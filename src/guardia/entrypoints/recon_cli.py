@@ -1,5 +1,6 @@
-"""`guardia recon …`: import bank statements, run the reconciliation, read the KPI and the
-exceptions, score a run against a truth table; `guardia sandbox recon-data` makes such data."""
+"""`guardia recon …`: import bank statements, calibrate the payout cut-off, run the
+reconciliation, read the KPI and the exceptions, score a run against a truth table;
+`guardia sandbox recon-data` makes such data."""
 
 from __future__ import annotations
 
