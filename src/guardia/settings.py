@@ -155,6 +155,13 @@ class Settings(BaseSettings):
         default=1_000_000,
         description="A manual match moving more than this (cents) needs a second operator.",
     )
+    recon_cutoff_rules: str = Field(
+        default="00:00+1bd",
+        description="Conekta payout cut-off rules, [ACCOUNT/][METHOD=]HH:MM+Nbd, comma-separated.",
+    )
+    recon_extra_holidays: str = Field(
+        default="", description="Bank closures beyond the CNBV calendar (YYYY-MM-DD, comma list)."
+    )
     alert_clear_seconds: float = Field(
         default=300.0, description="A condition must stay clear this long before auto-resolve."
     )

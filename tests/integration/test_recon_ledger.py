@@ -56,4 +56,5 @@ async def test_charges_carry_the_payment_reference_and_transfers_their_statement
     assert [(m["reference"], m["amount_cents"]) for m in moves] == [
         ("ord_2yQ8nCk3vJ5dWx9Ra", 150000)
     ]
-    assert "conekta:txn_2" not in rows
+    refund = rows["conekta:txn_2"]
+    assert (refund["kind"], refund["amount_cents"], refund["fee_cents"]) == ("refund", -1000, 0)

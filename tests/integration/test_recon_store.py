@@ -64,12 +64,21 @@ async def test_a_statement_is_imported_once_reconciled_and_its_kpi_alerts_below_
     )
     report = store.kpi_report(db_url)
     assert report.run["id"] == run_id
-    # Re-imported duplicate lines are flagged and left out of the KPI denominator.
-    assert 0 < report.run["lines"] <= lines.height
+    # Re-imported duplicate lines are flagged and left out of the KPI denominator, and so are
+    # out-of-scope lines (payroll, rent, suppliers), which are stored as exceptions with their rule.
+    summary = result.summary()
+    assert summary["out_of_scope_lines"] > 0
+    assert 0 < report.run["lines"] <= lines.height - summary["out_of_scope_lines"]
     assert sum(r["lines"] for r in report.rows) == report.run["lines"]
+    assert report.run["exceptions"] == summary["exceptions"]
+    assert report.run["summary"]["out_of_scope_lines"] == summary["out_of_scope_lines"]
     stored = store.load_result(db_url, run_id)
     assert stored.matches.height == result.matches.height
-    assert len(store.exceptions_of(db_url, run_id, limit=10_000)) == result.exceptions.height
+    cases = store.exceptions_of(db_url, run_id, limit=10_000)
+    assert len(cases) == result.exceptions.height
+    out_of_scope = [c for c in cases if c["reason"] == "out_of_scope"]
+    assert len(out_of_scope) == summary["out_of_scope_lines"]
+    assert {c["candidates"][0]["rule"] for c in out_of_scope} <= {"payroll", "rent", "suppliers"}
 
     container.settings.recon_kpi_threshold = 1.01
     fired = await evaluate_all(container.engine, container.settings, datetime.now(UTC))

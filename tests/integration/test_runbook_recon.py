@@ -104,7 +104,8 @@ async def reconciled(
                 net + fee,
                 fee,
                 net,
-                moment - timedelta(minutes=5),
+                # Paid out the next business morning: the charge is of the day before.
+                moment - timedelta(days=1, minutes=5),
             )
         )
         orders.transfers.append(

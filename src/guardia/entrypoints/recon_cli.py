@@ -1,5 +1,6 @@
-"""`guardia recon …`: import bank statements, run the reconciliation, read the KPI and the
-exceptions, score a run against a truth table; `guardia sandbox recon-data` makes such data."""
+"""`guardia recon …`: import bank statements, calibrate the payout cut-off, run the
+reconciliation, read the KPI and the exceptions, score a run against a truth table;
+`guardia sandbox recon-data` makes such data."""
 
 from __future__ import annotations
 
@@ -24,7 +25,14 @@ from guardia.entrypoints.cli_support import operator_identity, with_container
 from guardia.recon import manual, store
 from guardia.recon.importers import BANKS, ColumnMapping
 from guardia.recon.ledger import build_ledger
-from guardia.recon.model import LEDGER_SCHEMA
+from guardia.recon.match import calibrate_payouts
+from guardia.recon.model import (
+    LEDGER_SCHEMA,
+    MatchConfig,
+    PayoutConfig,
+    parse_cutoff_rules,
+    parse_dates,
+)
 from guardia.recon.normalize import conform
 from guardia.recon.score import score
 from guardia.recon.synth import NoiseConfig, generate
@@ -35,6 +43,16 @@ data_app = typer.Typer(help="Synthetic reconciliation data with ground truth.")
 console = Console()
 err = Console(stderr=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def _match_config(settings: Settings | None = None) -> MatchConfig:
+    """The matching configuration with the payout cut-off rules and extra bank holidays."""
+    s = settings or Settings()
+    payout = PayoutConfig(
+        rules=parse_cutoff_rules(s.recon_cutoff_rules),
+        extra_holidays=parse_dates(s.recon_extra_holidays),
+    )
+    return MatchConfig(payout=payout)
 
 
 def _url() -> tuple[Database, str]:
@@ -118,6 +136,7 @@ def run(
     database, url = _url()
     try:
         entries = _read_ledger(ledger)
+        config = _match_config()
         with _progress() as progress:
             run_id, result = store.run_and_store(
                 url,
@@ -127,6 +146,7 @@ def run(
                 actor=operator_identity(),
                 clock=lambda: datetime.now(UTC),
                 step=lambda what: progress.add_task(what, total=None),
+                config=config,
             )
     except GuardiaError as exc:
         raise _fail(exc) from exc
@@ -141,6 +161,49 @@ def run(
             f"({summary['match_rate_count']:.2%} by count, {summary['match_rate_amount']:.2%} "
             f"by amount); {summary['exceptions']} exceptions"
         )
+
+
+@app.command()
+def calibrate(
+    ledger: Annotated[Path, typer.Option(help="Ledger entries (Parquet or CSV, LEDGER_SCHEMA).")],
+    top: Annotated[int, typer.Option(help="Rules to show per account.")] = 5,
+    as_json: JsonOpt = False,
+) -> None:
+    """Which payout cut-off rule explains past Conekta payouts exactly, and how many."""
+    try:
+        config = _match_config()
+        rows = calibrate_payouts(_read_ledger(ledger), config)
+    except GuardiaError as exc:
+        raise _fail(exc) from exc
+    configured = {rule.spec for rule in config.payout.rules}
+    shown: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        picked = shown.setdefault(row.account, [])
+        if len(picked) < top or row.rule.spec in configured:
+            picked.append(
+                {
+                    "rule": row.rule.spec,
+                    "explained": row.explained,
+                    "transfers": row.transfers,
+                    "exact": row.explained == row.transfers > 0,
+                    "configured": row.rule.spec in configured,
+                }
+            )
+    if as_json:
+        _json(shown)
+        return
+    for account, picked in shown.items():
+        table = Table(title=f"payouts of {account} explained by one cut-off rule")
+        for col in ("rule", "explained", "of", "configured"):
+            table.add_column(col)
+        for r in picked:
+            table.add_row(
+                r["rule"],
+                str(r["explained"]),
+                str(r["transfers"]),
+                "yes" if r["configured"] else "",
+            )
+        console.print(table)
 
 
 @app.command()
@@ -256,8 +319,10 @@ def score_(
         imported, on=["account", "row_no"], how="inner"
     )
     translation = dict(line_map.select("line_id", "imported_line_id").iter_rows())
+    # A bank fee pair names its partner line among its ledger ids: translate those too.
     table = pl.read_parquet(truth).with_columns(
-        pl.col("bank_line_id").replace_strict(translation, default=None)
+        pl.col("bank_line_id").replace_strict(translation, default=None),
+        pl.col("ledger_ids").list.eval(pl.element().replace(translation)),
     )
     scored = score(result, table.filter(pl.col("bank_line_id").is_not_null()))
     report_: dict[str, Any] = {

@@ -12,13 +12,64 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from guardia.adapters.postgres.tables import payments, postings
 from guardia.core.clock import local_date
 from guardia.recon.model import LEDGER_SCHEMA, EntryKind
-from guardia.recon.ports import SettlementSource
+from guardia.recon.ports import SettlementSource, SettlementTransaction
+
+# Conekta transaction types (docs/providers.md §1.6) → what they do to a payout. Captures add;
+# refunds, capture reversals and chargebacks take money back out of the same settlement window;
+# a won chargeback gives it back; commissions and adjustments are Conekta's own fees. Payout,
+# liquidation and transferred rows are the payout itself, not something it nets.
+SETTLING_TYPES: dict[str, tuple[EntryKind, int]] = {
+    "capture": (EntryKind.CHARGE, 1),
+    "refund": (EntryKind.REFUND, -1),
+    "capture_reversal": (EntryKind.REFUND, -1),
+    "chargeback": (EntryKind.CHARGEBACK, -1),
+    "won_chargeback": (EntryKind.CHARGEBACK, 1),
+    "fee": (EntryKind.FEE, 1),
+    "adjustment": (EntryKind.FEE, 1),
+}
+
+
+def settlement_entry(
+    t: SettlementTransaction,
+    *,
+    account: str,
+    reference: str | None,
+    memo: str | None,
+    channel: str | None,
+) -> dict[str, object] | None:
+    """One LEDGER_SCHEMA row for a Conekta transaction a payout nets, or None.
+
+    The sign is set by the type, not trusted from the payload: a refund's ``amount`` is negative
+    on the charge (docs/providers.md §1.5) but the /transactions sign is not documented. Fees
+    stay positive (deducted: net = amount - fee). Voided transactions never settle.
+    """
+    settles = SETTLING_TYPES.get(t.kind)
+    if settles is None or t.status == "voided":
+        return None
+    kind, sign = settles
+    amount = abs(t.amount_cents) * sign if kind is not EntryKind.FEE else t.amount_cents
+    return {
+        "entry_id": f"conekta:{t.transaction_id}",
+        "source": "conekta",
+        "kind": kind.value,
+        "account": account,
+        "amount_cents": amount,
+        "fee_cents": abs(t.fee_cents),
+        "occurred_at": t.created_at.astimezone(UTC),
+        "booked_date": local_date(t.created_at),
+        "reference": reference,
+        "memo": memo,
+        "channel": channel,
+    }
 
 
 async def build_ledger(
     engine: AsyncEngine, settlement: SettlementSource, *, account: str | None = None
 ) -> pl.DataFrame:
-    """Charges and transfers from Conekta, moves from Guardia's postings, one frame.
+    """Settlement entries and transfers from Conekta, moves from Guardia's postings, one frame.
+
+    Settlement entries are captures, refunds, chargebacks and fees (``settlement_entry``): a
+    payout nets all of them, so dropping refunds left every payout with a refund unexplained.
 
     Charge references come from the payment Guardia stored for the charge (clave de rastreo,
     referencia numérica, OXXO reference); charges and moves are booked to `account`, or to the
@@ -50,27 +101,19 @@ async def build_ledger(
         )
     rows: list[dict[str, object]] = []
     for t in transactions:
-        if t.kind != "capture":
-            continue
         paid = by_charge.get(t.charge_id)
         reference = None
         if paid is not None:
             reference = paid.tracking_code or paid.reference_number or paid.method_reference
-        rows.append(
-            {
-                "entry_id": f"conekta:{t.transaction_id}",
-                "source": "conekta",
-                "kind": EntryKind.CHARGE.value,
-                "account": bank_account,
-                "amount_cents": t.amount_cents,
-                "fee_cents": t.fee_cents,
-                "occurred_at": t.created_at.astimezone(UTC),
-                "booked_date": local_date(t.created_at),
-                "reference": reference,
-                "memo": paid.order_id if paid is not None else t.charge_id,
-                "channel": paid.method_kind if paid is not None else None,
-            }
+        row = settlement_entry(
+            t,
+            account=bank_account,
+            reference=reference,
+            memo=paid.order_id if paid is not None else t.charge_id,
+            channel=paid.method_kind if paid is not None else None,
         )
+        if row is not None:
+            rows.append(row)
     for tr in transfers:
         rows.append(
             {

@@ -41,13 +41,20 @@ Pipeline, in this order:
     ``max_rounds`` rounds on what is left.
 (c) **payouts, two hops**: passes (a)/(b) pair a bank line with a Conekta transfer by
     statement_reference and amount (hop 1); ``guardia.recon.payouts`` then explains each
-    transfer by its charges net of fees (hop 2: contiguous runs, then bounded subset-sum).
+    transfer by its settlement entries (charges net of fees, refunds, chargebacks, Conekta
+    fees) of exactly one settlement window per cut-off rule (hop 2; no subset search).
+(c') **bank fees**: a ``COMISION …`` debit and its ``IVA …`` debit (rate x commission) of the
+    same account and day, left by (a)/(b), match each other (rule ``bank_fee_pair``).
 (d) **exceptions**: every line and ledger entry left over gets one row with a reason
     (``model.Reason``) and its candidates, scores and why each was refused. The most specific
     reason wins: unit_mismatch, amount_mismatch (a strong reference with another amount),
     ambiguous (acceptable candidates too close to call, or a common amount),
     no_acceptable_candidate (below ``min_score`` or claimed by another item), else
     missing_in_ledger / missing_in_bank with the refused candidates as evidence.
+
+Before (a), each line gets a class from ``MatchConfig.line_rules`` (first fit, per account):
+``conekta_deposit``, ``bank_fee``, ``out_of_scope`` (payroll, rent, suppliers: never matched,
+listed as ``out_of_scope`` exceptions naming the rule) or ``unknown`` (matched as usual).
 
 Only moves and transfers take part in (a)/(b): charges reach the bank only through a transfer.
 Charges stay out of the 1:1 passes because a charge amount that equals a bank line is a
@@ -64,7 +71,8 @@ Outputs:
     ``model.Reason``, candidates: JSON text (list of candidates with score, relation and the
     reason each was refused; for payouts the residual and the closest subsets), account,
     local_date, amount_cents.
-``KPI_SCHEMA`` — per (account, local_date) over statement lines (re-imports excluded):
+``KPI_SCHEMA`` — per (account, local_date) over in-scope statement lines (re-imports and
+out-of-scope lines excluded):
     lines, matched_lines, amount_cents (Σ|amount|), matched_amount_cents, match_rate_count,
     match_rate_amount.
 
@@ -86,7 +94,9 @@ from guardia.recon.model import (
     MATCH_SCHEMA,
     NORMALIZED_LEDGER_SCHEMA,
     NORMALIZED_STATEMENT_SCHEMA,
+    SETTLEMENT_KINDS,
     EntryKind,
+    LineClass,
     MatchConfig,
     Reason,
     Rule,
@@ -98,7 +108,14 @@ from guardia.recon.normalize import (
     normalize_statement,
     unit_swap_expr,
 )
-from guardia.recon.payouts import Charge, PayoutReport, Transfer, explain_payouts
+from guardia.recon.payouts import (
+    Calibration,
+    Charge,
+    PayoutReport,
+    Transfer,
+    calibrate,
+    explain_payouts,
+)
 
 PREFIX_MIN: Final = 10
 W_AMOUNT: Final = 0.4
@@ -136,12 +153,14 @@ class ReconResult:
         matched = int(self.kpi.get_column("matched_lines").sum())
         amount = int(self.kpi.get_column("amount_cents").sum())
         matched_amount = int(self.kpi.get_column("matched_amount_cents").sum())
+        out_of_scope = Reason.OUT_OF_SCOPE.value
         summary: dict[str, float] = {
             "lines": lines,
             "matched_lines": matched,
             "match_rate_count": matched / lines if lines else 0.0,
             "match_rate_amount": matched_amount / amount if amount else 0.0,
-            "exceptions": self.exceptions.height,
+            "exceptions": int((self.exceptions.get_column("reason") != out_of_scope).sum()),
+            "out_of_scope_lines": int((self.exceptions.get_column("reason") == out_of_scope).sum()),
             "balance_breaks": self.balance_breaks.height,
         }
         for rule, count in self.matches.group_by("rule").len().iter_rows():
@@ -163,9 +182,10 @@ def match(
     cfg = config or MatchConfig()
     statement = conform(statement, NORMALIZED_STATEMENT_SCHEMA, "normalized statement")
     ledger = conform(ledger, NORMALIZED_LEDGER_SCHEMA, "normalized ledger")
-    lines = statement.filter(~pl.col("is_reimport") & pl.col("amount_cents").is_not_null()).select(
-        "line_id", *SIDE_COLUMNS
-    )
+    statement = statement.join(_classify(statement, cfg), on="line_id", how="left")
+    usable = ~pl.col("is_reimport") & pl.col("amount_cents").is_not_null()
+    in_scope = pl.col("line_class") != LineClass.OUT_OF_SCOPE.value
+    lines = statement.filter(usable & in_scope).select("line_id", *SIDE_COLUMNS)
     targets = ledger.filter(
         pl.col("kind").is_in([EntryKind.MOVE.value, EntryKind.TRANSFER.value])
     ).select("entry_id", "kind", *SIDE_COLUMNS)
@@ -185,8 +205,14 @@ def match(
         how="diagonal",
     ).select("line_id", "entry_id", "rule", "score")
     report = _payouts(ledger, cfg)
-    matches = _assemble_matches(pairs, lines, report)
-    exceptions = _exceptions(statement, lines, targets, ledger, pairs, candidates, report, cfg)
+    fee_lines = statement.filter(usable & (pl.col("line_class") == LineClass.BANK_FEE.value)).join(
+        pairs, on="line_id", how="anti"
+    )
+    fee_pairs = _pair_bank_fees(fee_lines, cfg)
+    matches = pl.concat([_assemble_matches(pairs, lines, report), fee_pairs]).sort("bank_line_id")
+    exceptions = _exceptions(
+        statement, lines, targets, ledger, pairs, candidates, report, fee_pairs, cfg
+    )
     kpi = _kpi(statement, matches)
     return ReconResult(
         matches=matches,
@@ -194,6 +220,72 @@ def match(
         kpi=kpi,
         balance_breaks=balance_breaks(statement),
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Line classes: what each statement line is, by the account's rules
+# --------------------------------------------------------------------------------------------
+
+
+def _classify(statement: pl.DataFrame, cfg: MatchConfig) -> pl.DataFrame:
+    """(line_id, line_class, class_rule): the first of ``cfg.line_rules`` that fits each line."""
+    line_class: pl.Expr = pl.lit(LineClass.UNKNOWN.value)
+    class_rule: pl.Expr = pl.lit(None, dtype=pl.String)
+    concept = pl.col("concept").fill_null("")
+    for rule in reversed(cfg.line_rules):
+        fits = concept.str.contains(f"(?i){rule.pattern}")
+        if rule.account != "*":
+            fits = fits & (pl.col("account") == rule.account)
+        line_class = pl.when(fits).then(pl.lit(rule.line_class.value)).otherwise(line_class)
+        class_rule = pl.when(fits).then(pl.lit(rule.name)).otherwise(class_rule)
+    return statement.select("line_id", line_class=line_class, class_rule=class_rule)
+
+
+def _pair_bank_fees(fee_lines: pl.DataFrame, cfg: MatchConfig) -> pl.DataFrame:
+    """Match a bank commission with the IVA line charged on it, same account and day.
+
+    Banks post a fee as two debits, ``COMISION …`` and ``IVA …`` = rate x commission rounded
+    half up (docs/reconciliation.md §3). Identical commissions of one day are interchangeable,
+    so they pair in file order.
+    """
+    is_iva = pl.col("concept").fill_null("").str.contains(r"(?i)^\s*IVA\b")
+    size = pl.col("amount_cents").abs()
+    base = fee_lines.filter(pl.col("amount_cents") < 0).with_columns(is_iva=is_iva, size=size)
+    keys = ["account", "local_date", "iva_cents"]
+    rank = pl.col("row_no").rank("ordinal").over(keys)
+    rate = cfg.bank_fee_iva_rate_percent
+    commissions = (
+        base.filter(~pl.col("is_iva"))
+        .with_columns(iva_cents=(pl.col("size") * rate + 50) // 100)
+        .with_columns(nth=rank)
+        .select("line_id", *keys, "nth", "amount_cents")
+    )
+    ivas = (
+        base.filter(pl.col("is_iva"))
+        .with_columns(iva_cents=pl.col("size"))
+        .with_columns(nth=rank)
+        .select(*keys, "nth", iva_line="line_id", iva_amount="amount_cents")
+    )
+    paired = commissions.join(ivas, on=[*keys, "nth"])
+    rows = pl.concat(
+        [
+            paired.select(
+                bank_line_id="line_id",
+                ledger_ids=pl.concat_list("iva_line"),
+                account="account",
+                local_date="local_date",
+                amount_cents="amount_cents",
+            ),
+            paired.select(
+                bank_line_id="iva_line",
+                ledger_ids=pl.concat_list("line_id"),
+                account="account",
+                local_date="local_date",
+                amount_cents="iva_amount",
+            ),
+        ]
+    ).with_columns(rule=pl.lit(Rule.BANK_FEE_PAIR.value), score=pl.lit(1.0))
+    return rows.select(MATCH_SCHEMA.names()).cast(MATCH_SCHEMA)
 
 
 # --------------------------------------------------------------------------------------------
@@ -522,17 +614,26 @@ def _select(candidates: pl.DataFrame, cfg: MatchConfig) -> pl.DataFrame:
 
 
 def _payouts(ledger: pl.DataFrame, cfg: MatchConfig) -> PayoutReport:
+    return explain_payouts(*_settlement_inputs(ledger), cfg.payout)
+
+
+def calibrate_payouts(ledger: pl.DataFrame, config: MatchConfig | None = None) -> list[Calibration]:
+    """Which cut-off rule explains an account's past payouts exactly (raw ledger frame)."""
+    cfg = config or MatchConfig()
+    return calibrate(*_settlement_inputs(normalize_ledger(ledger)), cfg.payout)
+
+
+def _settlement_inputs(ledger: pl.DataFrame) -> tuple[list[Charge], list[Transfer]]:
     epoch_us = pl.col("occurred_at").dt.epoch("us")
     charges = ledger.filter(
-        (pl.col("kind") == EntryKind.CHARGE.value) & pl.col("occurred_at").is_not_null()
-    ).select("entry_id", "account", epoch_us.alias("at"), "net_cents")
+        pl.col("kind").is_in(SETTLEMENT_KINDS) & pl.col("occurred_at").is_not_null()
+    ).select("entry_id", "account", epoch_us.alias("at"), "net_cents", "channel")
     transfers = ledger.filter(
         (pl.col("kind") == EntryKind.TRANSFER.value) & pl.col("occurred_at").is_not_null()
     ).select("entry_id", "account", epoch_us.alias("at"), "amount_cents")
-    return explain_payouts(
+    return (
         [Charge(*row) for row in charges.iter_rows()],
         [Transfer(*row) for row in transfers.iter_rows()],
-        cfg.payout,
     )
 
 
@@ -561,8 +662,8 @@ def _assemble_matches(
     payout_rule = (
         pl.when(pl.col("status") == "contiguous")
         .then(pl.lit(Rule.PAYOUT_CONTIGUOUS.value))
-        .when(pl.col("status") == "subset")
-        .then(pl.lit(Rule.PAYOUT_SUBSET.value))
+        .when(pl.col("status") == "window")
+        .then(pl.lit(Rule.PAYOUT_WINDOW.value))
         .otherwise(pl.lit(Rule.PAYOUT_TRANSFER_ONLY.value))
     )
     # Every transfer with a timestamp has a hop-2 outcome; a matched transfer is a payout.
@@ -694,27 +795,56 @@ def _exceptions(
     pairs: pl.DataFrame,
     candidates: pl.DataFrame,
     report: PayoutReport,
+    fee_pairs: pl.DataFrame,
     cfg: MatchConfig,
 ) -> pl.DataFrame:
     why = _why(candidates, pairs, cfg)
-    open_lines = lines.join(pairs, on="line_id", how="anti").select(
-        "line_id", "account", "local_date", "amount_cents"
+    open_lines = (
+        lines.join(pairs, on="line_id", how="anti")
+        .join(fee_pairs.select(line_id="bank_line_id"), on="line_id", how="anti")
+        .select("line_id", "account", "local_date", "amount_cents")
     )
-    bank = _side_exceptions(
-        why,
-        open_lines,
-        side="bank",
-        own="line_id",
-        other="entry_id",
-        other_taken="taken_entry",
-        missing=Reason.MISSING_IN_LEDGER,
-        cfg=cfg,
+    fee_lines = statement.filter(pl.col("line_class") == LineClass.BANK_FEE.value).select(
+        "line_id", is_fee=pl.lit(True)
+    )
+    bank = (
+        _side_exceptions(
+            why,
+            open_lines,
+            side="bank",
+            own="line_id",
+            other="entry_id",
+            other_taken="taken_entry",
+            missing=Reason.MISSING_IN_LEDGER,
+            cfg=cfg,
+        )
+        .join(fee_lines, on="line_id", how="left")
+        .select(
+            side=pl.lit("bank"),
+            bank_line_id="line_id",
+            ledger_id=pl.lit(None, dtype=pl.String),
+            reason=pl.when(pl.col("is_fee").fill_null(False) & (pl.col("reason") != "ambiguous"))
+            .then(pl.lit(Reason.UNPAIRED_BANK_FEE.value))
+            .otherwise(pl.col("reason")),
+            candidates="candidates",
+            account="account",
+            local_date="local_date",
+            amount_cents="amount_cents",
+        )
+    )
+    # Listed with the rule that took them out, so nothing leaves the KPI unseen.
+    out_of_scope = statement.filter(
+        ~pl.col("is_reimport")
+        & pl.col("amount_cents").is_not_null()
+        & (pl.col("line_class") == LineClass.OUT_OF_SCOPE.value)
     ).select(
         side=pl.lit("bank"),
         bank_line_id="line_id",
         ledger_id=pl.lit(None, dtype=pl.String),
-        reason="reason",
-        candidates="candidates",
+        reason=pl.lit(Reason.OUT_OF_SCOPE.value),
+        candidates=pl.concat_str(
+            pl.lit('[{"line_class":"out_of_scope","rule":"'), pl.col("class_rule"), pl.lit('"}]')
+        ),
         account="account",
         local_date="local_date",
         amount_cents="amount_cents",
@@ -756,7 +886,7 @@ def _exceptions(
         amount_cents="amount_cents",
     )
     payouts = _payout_exceptions(ledger, pairs, report)
-    frames = [f.cast(EXCEPTION_SCHEMA) for f in (bank, refused, book, payouts)]
+    frames = [f.cast(EXCEPTION_SCHEMA) for f in (bank, out_of_scope, refused, book, payouts)]
     return pl.concat(frames).sort("side", "bank_line_id", "ledger_id", nulls_last=True)
 
 
@@ -853,7 +983,9 @@ def _payout_exceptions(
 def _kpi(statement: pl.DataFrame, matches: pl.DataFrame) -> pl.DataFrame:
     matched = matches.select(line_id="bank_line_id", matched=pl.lit(True))
     frame = (
-        statement.filter(~pl.col("is_reimport"))
+        statement.filter(
+            ~pl.col("is_reimport") & (pl.col("line_class") != LineClass.OUT_OF_SCOPE.value)
+        )
         .join(matched, on="line_id", how="left")
         .with_columns(matched=pl.col("matched").fill_null(False), size=pl.col("amount_cents").abs())
         .group_by("account", "local_date")

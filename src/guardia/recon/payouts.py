@@ -1,51 +1,58 @@
-"""Hop 2 of a payout: which Conekta charges, net of fees, a Conekta transfer paid out.
+"""Hop 2 of a payout: which Conekta entries, net of fees, a Conekta transfer paid out.
 
-Conekta exposes no transfer → charges link, so it is inferred per account, transfers in time order
-(docs/reconciliation.md §1.5, §6.1 pass 3(b)). For a transfer with cut-off ``c_k`` after a
-previous cut-off ``c_{k-1}``:
+Conekta exposes no transfer → charges link (docs/providers.md §1.6), so it is inferred per
+account, transfers in time order. A payout settles **one contiguous settlement window per
+payment method**: every capture, refund, chargeback and Conekta fee whose instant falls between
+two cut-offs (``model.CutoffRule``; weekends and bank holidays roll forward, ``bank_calendar``).
+Nothing else is searched: no arbitrary subsets, because at a thousand charges a day a bounded
+subset search finds coincidental sums to the cent (one false match mixed two days).
 
-1. **anchored window**: the unclaimed charges paid in ``(c_{k-1}, c_k]`` plus any charges the
-   previous transfer explicitly left out. If their nets sum to the transfer amount: done
-   (``contiguous`` when nothing was carried over, else ``subset``).
-2. **longer contiguous run**: the run that ends at the cut-off and starts at or before the window,
-   reaching back at most ``lookback`` over unclaimed charges (a previous payout that was never
-   explained, or charges older than the data). Its sum is monotone in the start, so at most one
-   run fits; it is still refused when a charge just outside its start has the same net as a
-   member just inside (swapping them explains the payout equally well).
-3. **bounded subset-sum at the boundaries** (meet-in-the-middle): charges paid within
-   ``straddle_window`` before ``c_k`` may have settled in the next payout (subtract), and charges
-   of an unexplained previous payout paid within ``straddle_window`` before ``c_{k-1}`` may have
-   settled in this one (add). At most ``max_candidates`` candidates, ``max_members`` members and
-   ``max_work`` enumerated subsets; a second distinct solution means ``ambiguous``.
+For a transfer created on payout day ``P``:
 
-Anything else is ``unexplained``, with the residual and the closest subsets as evidence. The
-boundary windows are kept narrow on purpose: the more subsets there are, the likelier a refund
-residual is hit by chance, and a wrong explanation is worse than an exception.
+1. each rule (a group of payment methods) predicts its window: the settlement days whose payout
+   day is ``P``;
+2. the candidate windows of a rule are all pairs of its cut-offs within ``lookback_days`` before
+   ``P``, ending no later than the transfer's creation, starting no earlier than the end of the
+   window its previous explained payout took (or empty: a method may have nothing to pay);
+3. the transfer is explained only when **exactly one** combination of windows (one per rule)
+   sums to its amount to the cent: ``contiguous`` when that is the predicted one, ``window``
+   when another boundary pair (e.g. a previous payout that never came). Windows are told apart
+   by the entries they hold, so empty days do not make a payout ambiguous.
+
+Anything else is ``unexplained`` (no window fits) or ``ambiguous`` (several do), with the
+predicted window's residual and the closest windows as evidence; the predicted entries are
+attributed to it. Cost per transfer: O(B²) windows per rule, B = cut-offs in the lookback;
+with several rules, a sum table over all but the last rule (capped by ``max_work``).
 """
 
 from __future__ import annotations
 
 import bisect
+import itertools
 import json
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Final, Literal
 
-from guardia.recon.model import PayoutConfig
+from guardia.core.clock import MEXICO_CITY
+from guardia.recon.bank_calendar import BankCalendar
+from guardia.recon.model import CutoffRule, PayoutConfig
 
-Status = Literal["contiguous", "subset", "unexplained", "ambiguous"]
+Status = Literal["contiguous", "window", "unexplained", "ambiguous"]
 MICROS: Final = 1_000_000
+ANY: Final = "*"
 
 
 @dataclass(frozen=True, slots=True)
 class Charge:
-    """A Conekta charge as the payout search sees it."""
+    """A Conekta entry a payout nets (capture, refund, chargeback or fee), as hop 2 sees it."""
 
     entry_id: str
     account: str
     at_us: int
     net_cents: int
+    channel: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +69,8 @@ class Transfer:
 class PayoutOutcome:
     """What hop 2 concluded for one transfer.
 
-    ``members`` are the charges it explains (empty unless ``contiguous``/``subset``);
-    ``attributed`` are the charges that would have been its own when it is not explained.
+    ``members`` are the entries it explains (empty unless ``contiguous``/``window``);
+    ``attributed`` are the entries its rules predicted for it when it is not explained.
     """
 
     transfer_id: str
@@ -74,223 +81,242 @@ class PayoutOutcome:
     evidence: str
 
 
-def _subsets(
-    items: Sequence[tuple[int, int]], max_members: int
-) -> list[tuple[int, tuple[int, ...]]]:
-    """All (sum, indexes) of subsets of ``items`` with at most ``max_members`` members."""
-    out: list[tuple[int, tuple[int, ...]]] = [(0, ())]
-    for index, value in items:
-        out += [(total + value, (*ids, index)) for total, ids in out if len(ids) < max_members]
-    return out
+def _local_date(at_us: int) -> date:
+    return datetime.fromtimestamp(at_us / MICROS, UTC).astimezone(MEXICO_CITY).date()
 
 
-def subset_sum(
-    items: Sequence[tuple[int, int]],
-    target: int,
-    *,
-    max_members: int,
-    max_work: int,
-    keep_closest: int = 3,
-) -> tuple[list[frozenset[int]], list[tuple[int, tuple[int, ...]]], bool]:
-    """Find up to two distinct non-empty subsets of (id, value) items summing to ``target``.
+def _us(moment: datetime) -> int:
+    return int(moment.timestamp()) * MICROS
 
-    Meet-in-the-middle over two halves. Returns (solutions, closest (residual, ids), exhausted);
-    ``exhausted`` is true when ``max_work`` would be exceeded, and then nothing is searched.
-    """
-    half = len(items) // 2
-    left_items, right_items = items[:half], items[half:]
-    work = sum(
-        math.comb(len(part), k)
-        for part in (left_items, right_items)
-        for k in range(min(max_members, len(part)) + 1)
-    )
-    if work > max_work:
-        return [], [], True
-    left = _subsets(left_items, max_members)
-    right = _subsets(right_items, max_members)
-    right.sort()
-    right_sums = [value for value, _ in right]
-    found: list[frozenset[int]] = []
-    near: list[tuple[int, tuple[int, ...]]] = []
-    for value, ids in left:
-        need = target - value
-        at = bisect.bisect_left(right_sums, need)
-        while at < len(right) and right_sums[at] == need:
-            other = right[at][1]
-            if ids or other:
-                chosen = frozenset(ids + other)
-                if len(chosen) <= max_members and chosen not in found:
-                    found.append(chosen)
-                    if len(found) == 2:
-                        return found, [], False
-            at += 1
-        for probe in (at - 1, at):
-            if 0 <= probe < len(right) and (ids or right[probe][1]):
-                ids_all = ids + right[probe][1]
-                if len(ids_all) <= max_members:
-                    near.append((abs(need - right_sums[probe]), tuple(sorted(ids_all))))
-    return found, sorted(set(near))[:keep_closest], False
+
+class Settlement:
+    """Settlement days, payout days and cut-off instants under the configured rules."""
+
+    def __init__(self, config: PayoutConfig) -> None:
+        self.config = config
+        self.calendar = BankCalendar(config.extra_holidays)
+
+    def rule_for(self, account: str, channel: str | None) -> CutoffRule:
+        """The first rule that fits the account and the payment method (default: midnight, T+1)."""
+        for rule in self.config.rules:
+            if rule.account in (ANY, account) and rule.channel in (ANY, channel or ANY):
+                return rule
+        return CutoffRule()
+
+    @staticmethod
+    def cut_us(day: date, rule: CutoffRule) -> int:
+        """The instant that closes settlement day ``day`` (its window is the previous day's
+        cut-off up to this one, exclusive)."""
+        if rule.cutoff == time(0, 0):
+            return _us(datetime.combine(day + timedelta(days=1), time(), MEXICO_CITY))
+        return _us(datetime.combine(day, rule.cutoff, MEXICO_CITY))
+
+    def payout_day(self, transfer: Transfer) -> date:
+        """The bank business day a transfer pays on."""
+        return self.calendar.roll_forward(_local_date(transfer.at_us))
+
+    def predicted(self, pay_day: date, rule: CutoffRule) -> tuple[int, int] | None:
+        """The [start, end) instants of the settlement days that pay out on ``pay_day``."""
+        days = [
+            pay_day - timedelta(days=back)
+            for back in range(self.config.lookback_days, -1, -1)
+            if self.calendar.pay_day(pay_day - timedelta(days=back), rule.lag) == pay_day
+        ]
+        if not days:
+            return None
+        return self.cut_us(days[0] - timedelta(days=1), rule), self.cut_us(days[-1], rule)
+
+    def boundaries(self, pay_day: date, rule: CutoffRule) -> list[int]:
+        """The rule's cut-offs from ``lookback_days`` before the payout day to its end."""
+        return [
+            self.cut_us(pay_day - timedelta(days=back), rule)
+            for back in range(self.config.lookback_days + 1, -1, -1)
+        ]
+
+
+class _Group:
+    """The entries of one account under one rule, in time order, with prefix sums."""
+
+    def __init__(self, rule: CutoffRule, entries: list[Charge]) -> None:
+        self.rule = rule
+        self.entries = sorted(entries, key=lambda c: (c.at_us, c.entry_id))
+        self.ats = [c.at_us for c in self.entries]
+        self.prefix = [0, *itertools.accumulate(c.net_cents for c in self.entries)]
+        self.floor = 0  # first index a later window may take: what explained payouts left
+
+    def index(self, at_us: int) -> int:
+        return bisect.bisect_left(self.ats, at_us)
+
+    def total(self, lo: int, hi: int) -> int:
+        return self.prefix[hi] - self.prefix[lo]
+
+
+Window = tuple[int, int] | None  # index range [lo, hi) in a group; None = nothing of this group
+Combo = tuple[Window, ...]
 
 
 class _Account:
     """Sequential hop-2 state for one account."""
 
-    def __init__(self, charges: list[Charge], config: PayoutConfig) -> None:
-        self.charges = sorted(charges, key=lambda c: (c.at_us, c.entry_id))
-        self.ats = [c.at_us for c in self.charges]
-        self.config = config
-        self.claimed: set[int] = set()
-        self.carry: list[int] = []  # left out by the previous explained transfer: must come now
-        self.optional: list[int] = []  # tail of the previous unexplained transfer: may come now
-        self.pos = 0
-        self.prev_cut: int | None = None
-        self.attributed: dict[int, str] = {}
+    def __init__(self, account: str, entries: list[Charge], settlement: Settlement) -> None:
+        self.settlement = settlement
+        by_rule: dict[CutoffRule, list[Charge]] = {}
+        for entry in entries:
+            by_rule.setdefault(settlement.rule_for(account, entry.channel), []).append(entry)
+        rules = [r for r in settlement.config.rules if r in by_rule]
+        rules += sorted((r for r in by_rule if r not in rules), key=lambda r: r.name)
+        self.groups = [_Group(rule, by_rule[rule]) for rule in rules]
+        self.claimed: set[tuple[int, int]] = set()
+        self.attributed: dict[tuple[int, int], str] = {}
+
+    def _options(self, group: _Group, pay_day: date, transfer: Transfer) -> list[Window]:
+        cuts = [b for b in self.settlement.boundaries(pay_day, group.rule) if b <= transfer.at_us]
+        indexes = sorted({max(group.floor, group.index(b)) for b in cuts})
+        windows: list[Window] = [None]
+        windows += [(lo, hi) for lo, hi in itertools.combinations(indexes, 2)]
+        return windows
+
+    def _predicted(self, group: _Group, pay_day: date) -> Window:
+        span = self.settlement.predicted(pay_day, group.rule)
+        if span is None:
+            return None
+        lo, hi = max(group.floor, group.index(span[0])), group.index(span[1])
+        return (lo, hi) if lo < hi else None
+
+    def _sum(self, combo: Combo) -> int:
+        return sum(g.total(*w) for g, w in zip(self.groups, combo, strict=True) if w is not None)
 
     def explain(self, transfer: Transfer) -> PayoutOutcome:
         """Explain one transfer (the next one in time order for this account)."""
-        config = self.config
-        cut = transfer.at_us
-        lookback = int(config.lookback.total_seconds() * MICROS)
-        straddle = int(config.straddle_window.total_seconds() * MICROS)
-        start = bisect.bisect_right(self.ats, cut - lookback) if self.prev_cut is None else self.pos
-        start = max(start, self.pos)
-        end = bisect.bisect_right(self.ats, cut)
-        window = [i for i in range(start, end) if i not in self.claimed]
-        base = [i for i in self.carry if i not in self.claimed] + window
-        residual = transfer.amount_cents - self._sum(base)
-        members: list[int] | None = None
-        status: Status = "unexplained"
-        evidence: dict[str, object] = {}
-        if residual == 0 and base:
-            members, status = base, "contiguous" if not self.carry else "subset"
-        if members is None and not self.carry:
-            members = self._longer_run(transfer, window, end, cut - lookback, straddle)
-            if members is not None:
-                status = "contiguous"
-        if members is None:
-            plus = [i for i in self.optional if i not in self.claimed and i not in base]
-            plus = plus[-config.max_candidates // 2 :] if plus else []
-            minus = [i for i in window if self.charges[i].at_us > cut - straddle]
-            room = config.max_candidates - len(plus)
-            minus = minus[-room:] if room > 0 else []
-            items = [(i, self.charges[i].net_cents) for i in plus]
-            items += [(i, -self.charges[i].net_cents) for i in minus]
-            found, closest, exhausted = subset_sum(
-                items,
-                residual,
-                max_members=config.max_members,
-                max_work=config.max_work,
-                keep_closest=config.evidence_subsets,
-            )
-            if len(found) == 1:
-                chosen = found[0]
-                members = [i for i in base if i not in chosen] + [i for i in plus if i in chosen]
-                status = "subset"
-                self._finish(members, carry=[i for i in minus if i in chosen], end=end, cut=cut)
-                return self._outcome(transfer, status, members, [], 0, evidence)
-            status = "ambiguous" if len(found) > 1 else "unexplained"
-            evidence = {
-                "residual_cents": residual,
-                "window_charges": len(base),
-                "window_net_cents": self._sum(base),
-                "search": "too_large" if exhausted else "bounded_subset_sum",
-                "solutions": [self._ids(sorted(s)) for s in found],
-                "closest_subsets": [
-                    {"residual_cents": gap, "charge_ids": self._ids(ids)} for gap, ids in closest
-                ],
-            }
-            attributed = [i for i in base if i not in self.claimed]
-            for i in attributed:
-                self.attributed[i] = transfer.entry_id
-            self._pass_over(end, cut, window, straddle)
-            return self._outcome(transfer, status, [], attributed, residual, evidence)
-        self._finish(members, carry=[], end=end, cut=cut)
-        return self._outcome(transfer, status, members, [], 0, evidence)
-
-    def _longer_run(
-        self, transfer: Transfer, window: list[int], end: int, floor: int, straddle: int
-    ) -> list[int] | None:
-        """A run ending at the cut-off that reaches back past the window, if exactly one fits.
-
-        A run is refused when a charge just outside its start has the same net as a member just
-        inside it: swapping the two gives another explanation with the same sum.
-        """
-        total = self._sum(window)
-        if total >= transfer.amount_cents:
-            return None
-        run = list(window)
-        first = window[0] if window else end
-        hits: list[list[int]] = []
-        for i in range(first - 1, -1, -1):
-            if self.charges[i].at_us <= floor:
-                break
-            if i in self.claimed:
-                continue
-            total += self.charges[i].net_cents
-            run.append(i)
-            if total == transfer.amount_cents:
-                hits.append(sorted(run))
-        if len(hits) != 1 or self._swappable(hits[0], end, straddle):
-            return None
-        return hits[0]
-
-    def _swappable(self, members: list[int], end: int, straddle: int) -> bool:
-        start_at = self.charges[members[0]].at_us
-        inside = set(members)
-        zone = range(
-            bisect.bisect_right(self.ats, start_at - straddle),
-            min(end, bisect.bisect_right(self.ats, start_at + straddle)),
-        )
-        nets_in = {self.charges[i].net_cents for i in zone if i in inside}
-        nets_out = {
-            self.charges[i].net_cents for i in zone if i not in inside and i not in self.claimed
+        config = self.settlement.config
+        pay_day = self.settlement.payout_day(transfer)
+        if not self.groups:
+            empty: dict[str, object] = {"payout_day": pay_day.isoformat(), "search": "no_entries"}
+            return self._outcome(transfer, "unexplained", [], [], transfer.amount_cents, empty)
+        options = [self._options(g, pay_day, transfer) for g in self.groups]
+        predicted: Combo = tuple(self._predicted(g, pay_day) for g in self.groups)
+        residual = transfer.amount_cents - self._sum(predicted)
+        head, last = options[:-1], options[-1]
+        work = 1
+        for group_options in head:
+            work *= len(group_options)
+        evidence: dict[str, object] = {
+            "payout_day": pay_day.isoformat(),
+            "rules": [g.rule.name for g in self.groups],
+            "residual_cents": residual,
+            "predicted": self._describe(predicted),
         }
-        return bool(nets_in & nets_out)
+        if work * len(last) > config.max_work:
+            evidence["search"] = "too_large"
+            return self._fail(transfer, "unexplained", predicted, residual, evidence)
+        table: dict[int, list[Combo]] = {}
+        for partial in itertools.product(*head):
+            total = sum(
+                g.total(*w) for g, w in zip(self.groups, partial, strict=False) if w is not None
+            )
+            table.setdefault(total, []).append(partial)
+        solutions: list[Combo] = []
+        near: list[tuple[int, Combo]] = []
+        sums = sorted(table)
+        last_group = self.groups[-1]
+        for window in last:
+            own = last_group.total(*window) if window else 0
+            need = transfer.amount_cents - own
+            for partial in table.get(need, []):
+                combo = (*partial, window)
+                if any(w is not None for w in combo):
+                    solutions.append(combo)
+            at = bisect.bisect_left(sums, need)
+            for probe in (at - 1, at):
+                if 0 <= probe < len(sums) and sums[probe] != need:
+                    combo = (*table[sums[probe]][0], window)
+                    if any(w is not None for w in combo):
+                        near.append((abs(need - sums[probe]), combo))
+        if len(solutions) == 1:
+            combo = solutions[0]
+            status: Status = "contiguous" if combo == predicted else "window"
+            members = self._members(combo)
+            self.claimed.update(members)
+            for key in members:
+                self.attributed.pop(key, None)
+            for group, window in zip(self.groups, combo, strict=True):
+                if window is not None:
+                    group.floor = max(group.floor, window[1])
+            return self._outcome(transfer, status, members, [], 0, evidence)
+        near.sort(key=lambda item: (item[0], item[1] != predicted))
+        evidence["search"] = "window_boundaries"
+        evidence["solutions"] = [self._describe(c) for c in solutions[:2]]
+        evidence["closest_windows"] = [
+            {"gap_cents": gap, **self._describe(c)} for gap, c in near[: config.evidence_windows]
+        ]
+        status = "ambiguous" if solutions else "unexplained"
+        return self._fail(transfer, status, predicted, residual, evidence)
 
-    def _finish(self, members: list[int], *, carry: list[int], end: int, cut: int) -> None:
-        self.claimed.update(members)
-        for i in members:
-            self.attributed.pop(i, None)
-        self.carry = carry
-        self.optional = []
-        self.pos = max(self.pos, end)
-        self.prev_cut = cut
+    def _fail(
+        self,
+        transfer: Transfer,
+        status: Status,
+        predicted: Combo,
+        residual: int,
+        evidence: dict[str, object],
+    ) -> PayoutOutcome:
+        attributed = [key for key in self._members(predicted) if key not in self.claimed]
+        for key in attributed:
+            self.attributed[key] = transfer.entry_id
+        return self._outcome(transfer, status, [], attributed, residual, evidence)
 
-    def _pass_over(self, end: int, cut: int, window: list[int], straddle: int) -> None:
-        """Move past an unexplained transfer, keeping its tail as optional carry."""
-        self.carry = []
-        self.optional = [i for i in window if self.charges[i].at_us > cut - straddle]
-        self.pos = max(self.pos, end)
-        self.prev_cut = cut
-
-    def unsettled(self) -> list[str]:
-        """Return the charges neither claimed nor attributed to any transfer."""
+    def _members(self, combo: Combo) -> list[tuple[int, int]]:
         return [
-            charge.entry_id
-            for i, charge in enumerate(self.charges)
-            if i not in self.claimed and i not in self.attributed
+            (g_index, i)
+            for g_index, window in enumerate(combo)
+            if window is not None
+            for i in range(*window)
         ]
 
-    def _sum(self, indexes: Iterable[int]) -> int:
-        return sum(self.charges[i].net_cents for i in indexes)
+    def _describe(self, combo: Combo) -> dict[str, object]:
+        """A window by its bounds, size and net (listing a thousand ids helps nobody)."""
+        parts = []
+        for group, window in zip(self.groups, combo, strict=True):
+            if window is None:
+                continue
+            lo, hi = window
+            parts.append(
+                {
+                    "rule": group.rule.name,
+                    "first": group.entries[lo].entry_id,
+                    "last": group.entries[hi - 1].entry_id,
+                    "entries": hi - lo,
+                    "net_cents": group.total(lo, hi),
+                }
+            )
+        return {"windows": parts, "net_cents": self._sum(combo)}
 
-    def _ids(self, indexes: Iterable[int]) -> list[str]:
-        return sorted(self.charges[i].entry_id for i in indexes)
+    def unsettled(self) -> list[str]:
+        """Return the entries neither claimed nor attributed to any transfer."""
+        return [
+            entry.entry_id
+            for g_index, group in enumerate(self.groups)
+            for i, entry in enumerate(group.entries)
+            if (g_index, i) not in self.claimed and (g_index, i) not in self.attributed
+        ]
+
+    def entry_id(self, key: tuple[int, int]) -> str:
+        return self.groups[key[0]].entries[key[1]].entry_id
 
     def _outcome(
         self,
         transfer: Transfer,
         status: Status,
-        members: list[int],
-        attributed: list[int],
+        members: Iterable[tuple[int, int]],
+        attributed: Iterable[tuple[int, int]],
         residual: int,
         evidence: dict[str, object],
     ) -> PayoutOutcome:
         return PayoutOutcome(
             transfer_id=transfer.entry_id,
             status=status,
-            members=tuple(self._ids(members)),
-            attributed=tuple(self._ids(attributed)),
+            members=tuple(sorted(self.entry_id(k) for k in members)),
+            attributed=tuple(sorted(self.entry_id(k) for k in attributed)),
             residual_cents=residual,
             evidence=json.dumps(evidence, sort_keys=True),
         )
@@ -298,7 +324,7 @@ class _Account:
 
 @dataclass(frozen=True, slots=True)
 class PayoutReport:
-    """Hop-2 outcomes per transfer, and the charges no transfer accounts for."""
+    """Hop-2 outcomes per transfer, and the entries no transfer accounts for."""
 
     outcomes: tuple[PayoutOutcome, ...]
     unsettled: tuple[str, ...]
@@ -308,20 +334,72 @@ class PayoutReport:
 def explain_payouts(
     charges: Sequence[Charge], transfers: Sequence[Transfer], config: PayoutConfig
 ) -> PayoutReport:
-    """Explain every transfer by charges, per account, in time order (deterministic)."""
+    """Explain every transfer by settlement windows, per account, in time order."""
+    settlement = Settlement(config)
     outcomes: list[PayoutOutcome] = []
     unsettled: list[str] = []
     attributed: dict[str, str] = {}
     accounts = sorted({c.account for c in charges} | {t.account for t in transfers})
     for account in accounts:
-        state = _Account([c for c in charges if c.account == account], config)
+        state = _Account(account, [c for c in charges if c.account == account], settlement)
         ordered = sorted(
             (t for t in transfers if t.account == account), key=lambda t: (t.at_us, t.entry_id)
         )
         for transfer in ordered:
             outcomes.append(state.explain(transfer))
         unsettled.extend(state.unsettled())
-        for i, transfer_id in state.attributed.items():
-            if i not in state.claimed:
-                attributed[state.charges[i].entry_id] = transfer_id
+        for key, transfer_id in state.attributed.items():
+            if key not in state.claimed:
+                attributed[state.entry_id(key)] = transfer_id
     return PayoutReport(tuple(outcomes), tuple(sorted(unsettled)), attributed)
+
+
+@dataclass(frozen=True, slots=True)
+class Calibration:
+    """How many of an account's past transfers one cut-off rule explains exactly."""
+
+    account: str
+    rule: CutoffRule
+    explained: int
+    transfers: int
+
+
+def candidate_rules(step_minutes: int = 30, max_lag: int = 3) -> list[CutoffRule]:
+    """Cut-offs every ``step_minutes`` of the day, each at lags 0..``max_lag`` business days."""
+    return [
+        CutoffRule(cutoff=time(minute // 60, minute % 60), lag=lag)
+        for lag in range(max_lag + 1)
+        for minute in range(0, 24 * 60, step_minutes)
+    ]
+
+
+def calibrate(
+    charges: Sequence[Charge],
+    transfers: Sequence[Transfer],
+    config: PayoutConfig,
+    candidates: Sequence[CutoffRule] | None = None,
+) -> list[Calibration]:
+    """Per account, each candidate rule (one for every method) against past transfers.
+
+    A transfer counts as explained when the rule's predicted window, ending no later than the
+    transfer was created, nets to its amount to the cent. Best rule first per account.
+    """
+    settlement = Settlement(config)
+    out: list[Calibration] = []
+    for account in sorted({t.account for t in transfers}):
+        group = _Group(CutoffRule(), [c for c in charges if c.account == account])
+        own = [t for t in transfers if t.account == account]
+        rows = []
+        for rule in candidates or candidate_rules():
+            explained = 0
+            for transfer in own:
+                span = settlement.predicted(settlement.payout_day(transfer), rule)
+                if span is None or span[1] > transfer.at_us:
+                    continue
+                lo, hi = group.index(span[0]), group.index(span[1])
+                if lo < hi and group.total(lo, hi) == transfer.amount_cents:
+                    explained += 1
+            rows.append(Calibration(account, rule, explained, len(own)))
+        rows.sort(key=lambda c: (-c.explained, c.rule.lag, c.rule.cutoff))
+        out.extend(rows)
+    return out

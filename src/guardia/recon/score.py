@@ -5,12 +5,14 @@ pairs are those of rows whose ``expected`` is ``"match"``. Precision = correct /
 = correct / true pairs. A *false auto-match* is a match row with at least one pair that is not
 true. Line level counts a match row as right only when its ledger ids equal the truth exactly.
 Rows whose expected outcome is an exception are scored by whether the item got an exception with
-that reason (``exception_accuracy``). Everything is also broken down per noise label.
+that reason (``exception_accuracy``). Everything is also broken down per noise label, and pairs
+are split by hop (``hops``): hop 1 pairs a line with a move or a transfer, hop 2 a payout with
+the settlement entries (charges, refunds, chargebacks, fees) it nets.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import polars as pl
 
@@ -35,10 +37,12 @@ class ScoreReport:
     missed: pl.DataFrame
     wrong_exceptions: pl.DataFrame
     per_label: pl.DataFrame
+    hops: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, float]:
         """Return the headline figures as plain numbers."""
         return {
+            **self.hops,
             "precision": self.precision,
             "recall": self.recall,
             "line_precision": self.line_precision,
@@ -85,6 +89,7 @@ def score(result: ReconResult, truth: pl.DataFrame) -> ScoreReport:
         how="left",
     )
 
+    hops = _hops(flagged, true_pairs, truth)
     outcome = _exception_outcomes(result.exceptions, truth)
     wrong = outcome.filter(~pl.col("ok"))
     per_label = _per_label(truth, flagged, outcome)
@@ -101,7 +106,33 @@ def score(result: ReconResult, truth: pl.DataFrame) -> ScoreReport:
         missed=missed,
         wrong_exceptions=wrong,
         per_label=per_label,
+        hops=hops,
     )
+
+
+def _hops(flagged: pl.DataFrame, true_pairs: pl.DataFrame, truth: pl.DataFrame) -> dict[str, float]:
+    """Precision and recall of hop 1 (line to transfer or move) and hop 2 (payout to its
+    settlement entries), apart: a payout can be right at the bank and wrong in its charges.
+
+    A ledger id is a hop-2 id when the truth names it a settlement entry: a member of a payout
+    (``hop2_ids``) or an entry with its own exception row of kind ``charge``.
+    """
+    members = truth.select(ledger_id="hop2_ids").explode("ledger_id")
+    own_rows = truth.filter(pl.col("kind") == "charge").select(ledger_id="ledger_ids")
+    settlement = (
+        pl.concat([members, own_rows.explode("ledger_id")]).drop_nulls().unique().to_series()
+    )
+    out: dict[str, float] = {}
+    for hop, in_hop in (("hop1", False), ("hop2", True)):
+        emitted = flagged.filter(pl.col("ledger_id").is_in(settlement.implode()) == in_hop)
+        wanted = true_pairs.filter(pl.col("ledger_id").is_in(settlement.implode()) == in_hop)
+        correct = int(emitted.get_column("ok").sum())
+        out[f"{hop}_precision"] = _ratio(correct, emitted.height)
+        out[f"{hop}_recall"] = _ratio(correct, wanted.height)
+        out[f"{hop}_emitted_pairs"] = emitted.height
+        out[f"{hop}_true_pairs"] = wanted.height
+        out[f"{hop}_false_pairs"] = emitted.height - correct
+    return out
 
 
 def _exception_outcomes(exceptions: pl.DataFrame, truth: pl.DataFrame) -> pl.DataFrame:

@@ -27,6 +27,7 @@ from guardia.recon.model import (
     KPI_SCHEMA,
     MATCH_SCHEMA,
     STATEMENT_SCHEMA,
+    MatchConfig,
 )
 
 LINE_COLUMNS = list(STATEMENT_SCHEMA)
@@ -116,6 +117,7 @@ def run_and_store(
     actor: str,
     clock: Callable[[], datetime],
     step: Callable[[str], object] = lambda _: None,
+    config: MatchConfig | None = None,
 ) -> tuple[int, ReconResult]:
     """Reconcile the stored lines of `statement_ids` (default: every statement) against
     `ledger` and store the run; (run id, result). `step` hears what is being done."""
@@ -125,7 +127,7 @@ def run_and_store(
     if lines.is_empty():
         raise InvalidInput("no statement lines: run `guardia recon import` first")
     step(f"matching {lines.height} lines x {ledger.height} entries")
-    result = reconcile(lines, ledger)
+    result = reconcile(lines, ledger, config)
     step("storing the run")
     run_id = store_run(
         url,
@@ -183,7 +185,7 @@ def store_run(
                 int(result.kpi.get_column("matched_amount_cents").sum()),
                 float(summary["match_rate_count"]),
                 float(summary["match_rate_amount"]),
-                result.exceptions.height,
+                int(summary["exceptions"]),
                 json.dumps(summary),
             ),
         ).fetchone()

@@ -7,7 +7,8 @@ economic events and renders it three ways:
   cargos, Banorte-like ``$1,234.56``), with a running balance;
 - **ledger**: ``LEDGER_SCHEMA`` rows: Odoo moves for direct bank movements, Conekta charges
   (gross ``amount_cents`` and ``fee_cents`` = commission + 16 % IVA) and Conekta transfers
-  (payouts at a 17:30 cut-off every business day, ``reference`` = ``statement_reference``);
+  (payouts the next business morning, ``reference`` = ``statement_reference``), refunds and
+  chargebacks (negative ``amount_cents``);
 - **truth**: ``TRUTH_SCHEMA``, one row per bank line plus one per ledger entry that must end as
   an exception, each with the expected outcome and its noise labels.
 
@@ -16,20 +17,22 @@ World, per default ``WorldConfig``:
 - direct bank movements, each booked once in Odoo: SPEI received (clave de rastreo in the
   reference column, referencia numérica in the concept), SPEI sent (loan disbursements),
   CIE cash deposits (20-digit reference) and cash deposits without any reference;
-- Conekta charges (card 60 %, SPEI 25 %, cash 15 %) swept into one transfer per business day
-  into the first company account; the transfer appears on the statement as
-  ``SPEI RECIBIDO STP CONEKTA <statement_reference>``.
+- Conekta charges (card 60 %, SPEI 25 %, cash 15 %), refunds and chargebacks, paid out into the
+  first company account the next bank business morning for the previous local days (weekend
+  and CNBV holidays roll forward, ``bank_calendar``); the transfer appears on the statement as
+  ``SPEI RECIBIDO STP CONEKTA <statement_reference>``;
+- bank-only lines: commission + IVA pairs and out-of-scope debits (payroll, rent, suppliers).
 
 Labels are the ``Noise`` values; ``mangled_ref`` rows also carry ``mangled_ref:<operation>``
 (``case``, ``spaces``, ``dashes``, ``zeros``, ``truncated_10``, ``truncated_16``, ``concept``,
 ``ocr``, ``conekta_label``). Truth ``expected`` is ``"match"`` (the line must be auto-matched to
-exactly ``ledger_ids``) or an exception reason (``guardia.recon.model.Reason``). Holidays are not
-modelled, only weekends.
+exactly ``ledger_ids``) or an exception reason (``guardia.recon.model.Reason``); a payout row's
+``hop2_ids`` are the settlement entries it must be explained by (hop 2), the rest of its
+``ledger_ids`` is its transfer (hop 1).
 """
 
 from __future__ import annotations
 
-import bisect
 import random
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, date, datetime, time, timedelta
@@ -39,6 +42,7 @@ from typing import Any, Final
 import polars as pl
 
 from guardia.core.clock import MEXICO_CITY
+from guardia.recon.bank_calendar import BankCalendar
 from guardia.recon.model import LEDGER_SCHEMA, STATEMENT_SCHEMA, Reason
 from guardia.recon.normalize import BANKS, clabe_check_digit
 
@@ -49,6 +53,7 @@ TRUTH_SCHEMA = pl.Schema(
         "expected": pl.String(),
         "labels": pl.List(pl.String()),
         "kind": pl.String(),
+        "hop2_ids": pl.List(pl.String()),
     }
 )
 
@@ -79,15 +84,22 @@ class Noise(StrEnum):
     CUTOFF_STRADDLE = "cutoff_straddle"
     AMOUNT_NOISE = "amount_noise"
     PARTIAL_PAYMENT = "partial_payment"
+    RETENTION = "retention"
+    BANK_FEE = "bank_fee"
+    OUT_OF_SCOPE = "out_of_scope"
 
 
 @dataclass(frozen=True, slots=True)
 class NoiseConfig:
     """Rates of each noise operator; ``fees`` toggles Conekta commission + IVA.
 
-    Rates are per direct event unless noted: ``refund`` is per payout, ``cutoff_straddle`` per
-    charge paid in the 30 minutes before a cut-off, ``tz_shift`` per event booked between
-    18:00 and 23:59 local time (the only ones a UTC date moves).
+    Rates are per direct event unless noted: ``refund`` is per charge (a refund or, one time in
+    five, a lost chargeback, netted in the payout of its own day), ``retention`` per payout (an
+    amount withheld that nothing in the data explains), ``cutoff_straddle`` per charge paid in
+    the 30 minutes before midnight that Conekta settles a payout later, ``tz_shift`` per event
+    booked between 18:00 and 23:59 local time (the only ones a UTC date moves); ``bank_fee``
+    (a commission + IVA pair of debits) and ``out_of_scope`` (payroll, rent, suppliers) add
+    statement lines with no ledger entry.
     """
 
     fees: bool = True
@@ -100,9 +112,12 @@ class NoiseConfig:
     missing_in_bank: float = 0.005
     missing_in_ledger: float = 0.005
     refund: float = 0.02
-    cutoff_straddle: float = 0.2
+    cutoff_straddle: float = 0.02
     amount_noise: float = 0.002
     partial_payment: float = 0.001
+    retention: float = 0.02
+    bank_fee: float = 0.01
+    out_of_scope: float = 0.02
 
     @classmethod
     def none(cls) -> NoiseConfig:
@@ -127,11 +142,13 @@ class NoiseConfig:
 class WorldConfig:
     """Shape of the synthetic world (not noise)."""
 
-    start: date = date(2025, 1, 6)
+    start: date = date(2025, 4, 14)  # Holy week: Thursday and Friday are bank holidays
     lines_per_day: int = 2_700
-    min_days: int = 5
+    min_days: int = 8
     charges_per_line: float = 0.06
-    cutoff: time = time(17, 30)
+    payout_time: time = time(7, 0)  # transfers are created between 07:00 and 11:00 local
+    lag: int = 1  # payout on the next bank business day
+    extra_holidays: tuple[date, ...] = ()
     straddle_minutes: int = 30
     refless_share: float = 0.03
     direct_mix: tuple[tuple[str, int], ...] = (("spei_in", 60), ("spei_out", 20), ("cash_in", 17))
@@ -332,9 +349,16 @@ class _World:
             self.ledger[name].append(value)
 
     def add_truth(
-        self, line_id: str | None, ledger_ids: list[str], expected: str, labels: set[str], kind: str
+        self,
+        line_id: str | None,
+        ledger_ids: list[str],
+        expected: str,
+        labels: set[str],
+        kind: str,
+        hop2_ids: list[str] | None = None,
     ) -> None:
-        """Append one truth row."""
+        """Append one truth row (``hop2_ids``: the settlement entries a payout line explains)."""
+        self.truth["hop2_ids"].append("|".join(sorted(hop2_ids or [])))
         self.truth["bank_line_id"].append(line_id)
         # Joined text, split by polars later: building list columns row by row is slow.
         self.truth["ledger_ids"].append("|".join(sorted(ledger_ids)))
@@ -348,6 +372,10 @@ class _World:
         kinds = [name for name, _ in self.world.direct_mix]
         weights = [weight for _, weight in self.world.direct_mix]
         for _ in range(count):
+            if self.chance(self.noise.bank_fee):
+                self.bank_fee_pair()
+            if self.chance(self.noise.out_of_scope):
+                self.out_of_scope_line()
             if self.rng.random() < self.world.refless_share:
                 self.refless_event()
             else:
@@ -527,20 +555,42 @@ class _World:
 
     # ----------------------------------------------------------------------------- conekta
     def conekta(self, count: int) -> None:
-        """Generate charges and sweep them into one transfer per business day."""
+        """Generate charges, refunds and chargebacks, and their payouts.
+
+        Settlement follows the pilot's observed cadence: an entry's settlement day is its local
+        date; it is paid out on the next bank business day (weekends and CNBV holidays roll
+        forward, so Friday to Sunday land together on Monday), in a transfer created that
+        morning. Payouts due after the last statement day are not made (unsettled).
+        """
         rng, noise, world = self.rng, self.noise, self.world
         account = self.accounts[0]
-        cutoffs = [
-            self.midnights[i] + world.cutoff.hour * 3600 + world.cutoff.minute * 60
-            for i, day in enumerate(self.dates)
-            if day.weekday() < 5
-        ]
+        calendar = BankCalendar(world.extra_holidays)
         channels = [name for name, _ in world.channel_mix]
         weights = [weight for _, weight in world.channel_mix]
-        members: list[list[tuple[str, int]]] = [[] for _ in cutoffs]
-        straddled_slots: set[int] = set()
+        end = self.midnights[-1] + SECONDS_PER_DAY
+        by_pay_day: dict[date, list[tuple[str, int]]] = {}
+        straddled: set[date] = set()
         unsettled: list[str] = []
+
+        def settle(entry_id: str, epoch: int, net: int, *, may_straddle: bool) -> None:
+            day = datetime.fromtimestamp(epoch, MEXICO_CITY).date()
+            pay = calendar.pay_day(day, world.lag)
+            before_midnight = end_of_day(day) - epoch < world.straddle_minutes * 60
+            if may_straddle and before_midnight and self.chance(noise.cutoff_straddle):
+                later = calendar.pay_day(day + timedelta(days=1), world.lag)
+                if later != pay:
+                    straddled.update((pay, later))
+                    pay = later
+            if pay > self.dates[-1]:
+                unsettled.append(entry_id)
+            else:
+                by_pay_day.setdefault(pay, []).append((entry_id, net))
+
+        def end_of_day(day: date) -> int:
+            return int(datetime.combine(day + timedelta(days=1), time(), MEXICO_CITY).timestamp())
+
         charges = sorted((self.instant()[1], n) for n in range(count))
+        refunds = 0
         for n, (epoch, _) in enumerate(charges):
             channel = rng.choices(channels, weights)[0]
             gross = _amount(rng)
@@ -567,28 +617,46 @@ class _World:
                 memo=f"Pago orden ord_{n + 1:08d}",
                 channel=channel,
             )
-            slot = bisect.bisect_left(cutoffs, epoch)
-            if (
-                slot < len(cutoffs)
-                and cutoffs[slot] - epoch < world.straddle_minutes * 60
-                and self.chance(noise.cutoff_straddle)
-            ):
-                straddled_slots.update((slot, slot + 1))
-                slot += 1
-            if slot >= len(cutoffs):
-                unsettled.append(charge_id)
-            else:
-                members[slot].append((charge_id, gross - fee))
-        for charge_id in unsettled:
+            settle(charge_id, epoch, gross - fee, may_straddle=True)
+            later = epoch + rng.randrange(3_600, 3 * SECONDS_PER_DAY)
+            if later < end and self.chance(noise.refund):
+                refunds += 1
+                chargeback = rng.random() < 0.2
+                kind = "chargeback" if chargeback else "refund"
+                amount = -(gross if rng.random() < 0.5 else rng.randrange(100, gross))
+                # A lost chargeback also costs a dispute fee (commission + IVA).
+                cb_fee = _fee(world, "card", 0) + 17_400 if chargeback and noise.fees else 0
+                entry_id = f"{'cbk' if chargeback else 'rfd'}_{refunds:08d}"
+                self.add_ledger(
+                    entry_id,
+                    source="conekta",
+                    kind=kind,
+                    account=account,
+                    amount=amount,
+                    fee=cb_fee,
+                    epoch=later,
+                    reference=reference,
+                    memo=f"{kind} of {charge_id}",
+                    channel=channel,
+                )
+                settle(entry_id, later, amount - cb_fee, may_straddle=False)
+        for entry_id in unsettled:
             self.add_truth(
-                None, [charge_id], Reason.UNSETTLED_CHARGE.value, {Noise.BATCHING.value}, "charge"
+                None, [entry_id], Reason.UNSETTLED_CHARGE.value, {Noise.BATCHING.value}, "charge"
             )
-        for slot, group in enumerate(members):
-            if group:
-                self.payout(account, cutoffs[slot], group, straddled=slot in straddled_slots)
+        for pay, group in sorted(by_pay_day.items()):
+            created = datetime.combine(pay, world.payout_time, MEXICO_CITY)
+            epoch = int(created.timestamp()) + rng.randrange(0, 4 * 3600)
+            if sum(net for _, net in group) <= 0:
+                # Conekta pays nothing out of a negative window; nothing here explains it.
+                for entry_id, _ in group:
+                    reason = Reason.UNSETTLED_CHARGE.value
+                    self.add_truth(None, [entry_id], reason, {Noise.REFUND.value}, "charge")
+                continue
+            self.payout(account, epoch, group, straddled=pay in straddled)
 
     def payout(
-        self, account: str, cutoff: int, group: list[tuple[str, int]], *, straddled: bool
+        self, account: str, created: int, group: list[tuple[str, int]], *, straddled: bool
     ) -> None:
         """Write one transfer, its bank line and its truth rows."""
         rng, noise = self.rng, self.noise
@@ -596,13 +664,16 @@ class _World:
         labels = {Noise.BATCHING.value}
         if noise.fees:
             labels.add(Noise.FEE.value)
+        if any(not entry_id.startswith("chg_") for entry_id, _ in group):
+            labels.add(Noise.REFUND.value)
         if straddled:
             labels.add(Noise.CUTOFF_STRADDLE.value)
-        refunded = total > 4_000 and self.chance(noise.refund)
+        retained = total > 4_000 and self.chance(noise.retention)
         amount = total
-        if refunded:
+        if retained:
             amount -= rng.randrange(1_000, min(500_000, total // 2))
-            labels.add(Noise.REFUND.value)
+            labels.add(Noise.RETENTION.value)
+        explained = not (retained or straddled)
         ref = self.statement_reference()
         transfer_id = f"tr_{ref}"
         self.add_ledger(
@@ -611,20 +682,21 @@ class _World:
             kind="transfer",
             account=account,
             amount=amount,
-            epoch=cutoff,
+            epoch=created,
             reference=ref,
             memo=f"Conekta {ref}",
         )
         charge_ids = [charge_id for charge_id, _ in group]
-        day = datetime.fromtimestamp(cutoff, MEXICO_CITY).date()
+        day = datetime.fromtimestamp(created, MEXICO_CITY).date()
         concept = f"SPEI RECIBIDO STP CONEKTA {ref}"
         if self.chance(noise.missing_in_bank):
-            self.add_line(account, cutoff, day, amount, concept, ref)
+            self.add_line(account, created, day, amount, concept, ref)
             self.bank[-1]["drop"] = True
             labels.add(Noise.MISSING_IN_BANK.value)
             self.add_truth(None, [transfer_id], Reason.MISSING_IN_BANK.value, labels, "transfer")
+            reason = Reason.PAYOUT_UNMATCHED if explained else Reason.UNEXPLAINED_PAYOUT_RESIDUAL
             for charge_id in charge_ids:
-                self.add_truth(None, [charge_id], Reason.PAYOUT_UNMATCHED.value, labels, "charge")
+                self.add_truth(None, [charge_id], reason.value, labels, "charge")
             return
         cell: str | None = ref
         if self.chance(noise.mangled_ref):
@@ -635,16 +707,47 @@ class _World:
                 label = rng.choice(("Conekta ", "CONEKTA", "conekta  ", "Conekta: "))
                 concept, cell, op = f"SPEI RECIBIDO STP {label}{ref}", None, "conekta_label"
             labels.add(f"{Noise.MANGLED_REF.value}:{op}")
-        line_id = self.add_line(account, cutoff, day, amount, concept, cell)
+        line_id = self.add_line(account, created, day, amount, concept, cell)
         if self.chance(noise.duplicate_reimport):
             self.bank[-1]["copy"] = True
-        if refunded:
+        if explained:
+            self.add_truth(line_id, [transfer_id, *charge_ids], MATCH, labels, "payout", charge_ids)
+        else:
             self.add_truth(line_id, [transfer_id], MATCH, labels, "payout")
             for charge_id in charge_ids:
-                reason = Reason.UNEXPLAINED_PAYOUT_RESIDUAL.value
-                self.add_truth(None, [charge_id], reason, labels, "charge")
-        else:
-            self.add_truth(line_id, [transfer_id, *charge_ids], MATCH, labels, "payout")
+                unexplained = Reason.UNEXPLAINED_PAYOUT_RESIDUAL.value
+                self.add_truth(None, [charge_id], unexplained, labels, "charge")
+
+    # ----------------------------------------------------------------------------- bank only
+    def bank_fee_pair(self) -> None:
+        """A bank commission and its 16 % IVA, two debits that only explain each other."""
+        day_index, epoch = self.instant()
+        day = self.dates[day_index]
+        account = self.rng.choice(self.accounts)
+        commission = self.rng.choice((500, 650, 800, 1_000, 1_250))
+        iva = (commission * 16 + 50) // 100
+        what = self.rng.choice(("SPEI", "MANEJO DE CUENTA", "TRANSFERENCIA"))
+        first = self.add_line(account, epoch, day, -commission, f"COMISION {what}", None)
+        second = self.add_line(account, epoch + 1, day, -iva, f"IVA COMISION {what}", None)
+        labels = {Noise.BANK_FEE.value}
+        self.add_truth(first, [second], MATCH, labels, "bank_fee")
+        self.add_truth(second, [first], MATCH, labels, "bank_fee")
+
+    def out_of_scope_line(self) -> None:
+        """A company expense the conciliación does not cover: payroll, rent, a supplier."""
+        day_index, epoch = self.instant()
+        day = self.dates[day_index]
+        account = self.rng.choice(self.accounts)
+        concept = self.rng.choice(
+            (
+                "PAGO NOMINA QUINCENAL",
+                f"RENTA OFICINA {day:%m/%Y}",
+                f"PAGO A PROVEEDOR {self.rng.choice(LAST_NAMES)} SA DE CV",
+            )
+        )
+        line_id = self.add_line(account, epoch, day, -_amount(self.rng), concept, None)
+        labels = {Noise.OUT_OF_SCOPE.value}
+        self.add_truth(line_id, [], Reason.OUT_OF_SCOPE.value, labels, "out_of_scope")
 
     # ----------------------------------------------------------------------------- render
     def render_statement(self) -> pl.DataFrame:
@@ -715,7 +818,8 @@ def generate(
     if lines < 1:
         raise ValueError("lines must be positive")
     state = _World(lines, seed, noise, world or WorldConfig())
-    payouts = sum(1 for day in state.dates if day.weekday() < 5)
+    calendar = BankCalendar(state.world.extra_holidays)
+    payouts = sum(1 for day in state.dates if calendar.is_business_day(day))
     direct = max(1, lines - payouts)
     state.direct_events(direct)
     state.conekta(max(1, round(direct * state.world.charges_per_line)))
@@ -728,6 +832,7 @@ def generate(
         pl.col("expected"),
         pl.col("labels").str.split("|").list.eval(as_list),
         pl.col("kind"),
+        pl.col("hop2_ids").str.split("|").list.eval(as_list),
     )
     truth = truth.sort("bank_line_id", pl.col("ledger_ids").list.first(), nulls_last=True)
     return SyntheticSet(statement, ledger, truth, state.accounts)

@@ -37,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from guardia.core.clock import local_date
 from guardia.core.errors import InvalidInput, NotFound
 from guardia.recon.ledger import build_ledger
-from guardia.recon.model import STATEMENT_SCHEMA, EntryKind, MatchConfig
+from guardia.recon.model import SETTLEMENT_KINDS, STATEMENT_SCHEMA, EntryKind, MatchConfig
 from guardia.recon.normalize import (
     CONEKTA_PATTERN,
     REF_NUM_PATTERN,
@@ -485,7 +485,7 @@ async def load_ledger(ctx: RunContext, account: str) -> Ledger:
             for r in rows
             if r["kind"] in kinds and r["local_date"] is not None
         ],
-        {r["entry_id"]: int(r["net_cents"]) for r in rows if r["kind"] == EntryKind.CHARGE.value},
+        {r["entry_id"]: int(r["net_cents"]) for r in rows if r["kind"] in SETTLEMENT_KINDS},
         {
             r["entry_id"]: r["memo"]
             for r in rows

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import date, timedelta
+from datetime import date, time, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -15,8 +15,7 @@ from polars.testing import assert_frame_equal
 
 from guardia.core.errors import InvalidInput
 from guardia.recon.match import ReconResult, match, reconcile
-from guardia.recon.model import MatchConfig
-from guardia.recon.payouts import subset_sum
+from guardia.recon.model import CutoffRule, LineClass, LineRule, MatchConfig, PayoutConfig
 from guardia.recon.synth import NoiseConfig, generate
 
 from .factories import DAY, bank_line, charge, ledger, move, statement, transfer, utc
@@ -302,35 +301,42 @@ def test_an_unparseable_amount_is_an_exception_not_a_crash() -> None:
 # -------------------------------------------------------------------------------- payouts
 
 
+# Wednesday 16 April 2025; Holy Thursday and Good Friday close the banks, so Wednesday's
+# charges are paid out with the weekend's on Monday 21 April, created that morning.
+PAYOUT_AT = utc(2025, 4, 21, 15)  # 09:00 local
+MONDAY = date(2025, 4, 21)
+
+
+def _payout_line(line_id: str, amount: int, reference: str, day: date = MONDAY) -> dict[str, Any]:
+    pesos = f"{amount // 100:,}.{amount % 100:02d}"
+    return bank_line(line_id, pesos, concept=f"SPEI RECIBIDO STP CONEKTA {reference}", day=day)
+
+
 def _payout_day(*, amount: int, reference: str = "4401234", line: bool = True) -> ReconResult:
     book = ledger(
         charge("C1", 100_000, 4_000, utc(2025, 4, 16, 16)),
-        charge("C2", 50_000, 2_000, utc(2025, 4, 16, 18)),
-        charge("C3", 20_000, 1_000, utc(2025, 4, 16, 21)),
-        transfer("T1", amount, utc(2025, 4, 16, 23, 30), reference),
+        charge("C2", 50_000, 2_000, utc(2025, 4, 18, 18)),
+        charge("C3", 20_000, 1_000, utc(2025, 4, 21, 2)),  # Sunday 20:00 local
+        transfer("T1", amount, PAYOUT_AT, reference),
+        charge("C4", 10_000, 500, utc(2025, 4, 21, 14)),  # Monday 08:00: Tuesday's payout
     )
-    rows = [
-        bank_line(
-            "L1",
-            f"{amount // 100:,}.{amount % 100:02d}",
-            concept=f"SPEI RECIBIDO STP CONEKTA {reference}",
-        )
-    ]
+    rows = [_payout_line("L1", amount, reference)]
     return run(statement(*rows[: int(line)]), book)
 
 
-def test_a_payout_is_explained_by_its_charges_net_of_fees() -> None:
+def test_a_payout_is_explained_by_the_local_days_before_it_rolled_over_holidays() -> None:
     result = _payout_day(amount=163_000)
     assert matched(result) == {"L1": (["C1", "C2", "C3", "T1"], "payout_contiguous")}
-    assert result.exceptions.is_empty()
+    assert exception_for(result, entry="C4")["reason"] == "unsettled_charge"
 
 
-def test_a_payout_short_of_its_charges_is_matched_to_the_transfer_only_with_evidence() -> None:
+def test_a_payout_short_of_its_window_is_matched_to_the_transfer_only_with_evidence() -> None:
     result = _payout_day(amount=163_000 - 1_234)
     assert matched(result) == {"L1": (["T1"], "payout_transfer_only")}
     case = exception_for(result, entry="T1")
     assert case["reason"] == "unexplained_payout_residual"
     assert case["candidates"]["residual_cents"] == -1_234
+    assert case["candidates"]["predicted"]["windows"][0]["entries"] == 3
     assert exception_for(result, entry="C2")["reason"] == "unexplained_payout_residual"
 
 
@@ -343,60 +349,54 @@ def test_charges_of_a_payout_that_never_reached_the_bank_are_flagged() -> None:
     assert case["candidates"] == [{"transfer_id": "T1", "bank_line_id": None}]
 
 
-def test_a_charge_settled_after_the_cut_off_is_found_by_bounded_subset_sum() -> None:
+def test_a_payout_nets_the_refunds_chargebacks_and_fees_of_its_window() -> None:
     book = ledger(
         charge("C1", 100_000, 4_000, utc(2025, 4, 16, 16)),
-        charge("C2", 50_000, 2_000, utc(2025, 4, 16, 23, 20)),  # 17:20 local, settled next day
-        charge("C3", 20_000, 1_000, utc(2025, 4, 17, 18)),
-        transfer("T1", 96_000, utc(2025, 4, 16, 23, 30), "4401234"),
-        transfer("T2", 67_000, utc(2025, 4, 17, 23, 30), "4405678"),
-        charge("C4", 10_000, 500, utc(2025, 4, 18, 1)),
+        {**charge("R1", -30_000, 0, utc(2025, 4, 16, 20)), "kind": "refund"},
+        {**charge("B1", -10_000, 500, utc(2025, 4, 19, 20)), "kind": "chargeback"},
+        {**charge("F1", 0, 1_160, utc(2025, 4, 20, 20)), "kind": "fee"},
+        transfer("T1", 54_340, PAYOUT_AT, "4401234"),
     )
-    lines = statement(
-        bank_line("L1", "960.00", concept="SPEI RECIBIDO STP CONEKTA 4401234"),
-        bank_line(
-            "L2", "670.00", concept="SPEI RECIBIDO STP CONEKTA 4405678", day=date(2025, 4, 17)
-        ),
-    )
-    result = run(lines, book)
-    assert matched(result) == {
-        "L1": (["C1", "T1"], "payout_subset"),
-        "L2": (["C2", "C3", "T2"], "payout_subset"),
-    }
-    assert exception_for(result, entry="C4")["reason"] == "unsettled_charge"
+    result = run(statement(_payout_line("L1", 54_340, "4401234")), book)
+    assert matched(result) == {"L1": (["B1", "C1", "F1", "R1", "T1"], "payout_contiguous")}
 
 
-def test_two_equal_charges_at_the_cut_off_make_the_payout_ambiguous() -> None:
+def test_a_payout_after_one_that_never_came_is_explained_by_the_longer_window() -> None:
     book = ledger(
-        charge("C1", 100_000, 4_000, utc(2025, 4, 16, 16)),
-        charge("C2", 50_000, 2_000, utc(2025, 4, 16, 23, 10)),
-        charge("C3", 50_000, 2_000, utc(2025, 4, 16, 23, 20)),
-        transfer("T1", 144_000, utc(2025, 4, 16, 23, 30), "4401234"),
+        charge("C1", 100_000, 4_000, utc(2025, 4, 14, 16)),  # Monday: paid (never) on Tuesday
+        charge("C2", 50_000, 2_000, utc(2025, 4, 15, 16)),  # Tuesday: paid on Wednesday
+        transfer("T2", 144_000, utc(2025, 4, 16, 15), "4405678"),
     )
-    result = run(statement(bank_line("L1", "1,440.00", concept="CONEKTA 4401234")), book)
-    assert matched(result) == {"L1": (["T1"], "payout_transfer_only")}
-    case = exception_for(result, entry="T1")
+    result = run(statement(_payout_line("L2", 144_000, "4405678", date(2025, 4, 16))), book)
+    assert matched(result) == {"L2": (["C1", "C2", "T2"], "payout_window")}
+
+
+def test_two_windows_explaining_the_amount_make_the_payout_ambiguous() -> None:
+    book = ledger(
+        charge("C1", 50_000, 2_000, utc(2025, 4, 14, 16)),  # Monday's payout never came
+        charge("C2", 50_000, 2_000, utc(2025, 4, 15, 16)),
+        transfer("T2", 48_000, utc(2025, 4, 16, 15), "4405678"),
+    )
+    result = run(statement(_payout_line("L2", 48_000, "4405678", date(2025, 4, 16))), book)
+    assert matched(result) == {"L2": (["T2"], "payout_transfer_only")}
+    case = exception_for(result, entry="T2")
     assert case["reason"] == "ambiguous_payout"
-    assert sorted(map(tuple, case["candidates"]["solutions"])) == [("C2",), ("C3",)]
+    firsts = sorted(s["windows"][0]["first"] for s in case["candidates"]["solutions"])
+    assert firsts == ["C1", "C2"]
 
 
-def test_subset_sum_finds_the_single_solution() -> None:
-    found, _, exhausted = subset_sum([(1, 5), (2, 7), (3, 11)], 16, max_members=8, max_work=1000)
-    assert found == [frozenset({1, 3})]
-    assert not exhausted
-
-
-def test_subset_sum_reports_two_distinct_solutions() -> None:
-    found, _, _ = subset_sum([(1, 5), (2, 5), (3, 11)], 16, max_members=8, max_work=1000)
-    assert sorted(sorted(s) for s in found) == [[1, 3], [2, 3]]
-
-
-def test_subset_sum_refuses_work_beyond_its_cap_and_respects_the_member_limit() -> None:
-    items = [(i, 1) for i in range(30)]
-    assert subset_sum(items, 3, max_members=8, max_work=100)[2]
-    found, closest, _ = subset_sum([(1, 1), (2, 1), (3, 1)], 3, max_members=2, max_work=1000)
-    assert found == []
-    assert closest[0][0] == 1
+def test_each_payment_method_settles_by_its_own_cut_off_rule() -> None:
+    cash_t_plus_2 = CutoffRule(cutoff=time(0, 0), lag=2, channel="cash")
+    config = MatchConfig(payout=PayoutConfig(rules=(cash_t_plus_2, CutoffRule())))
+    book = ledger(
+        charge("K1", 100_000, 4_000, utc(2025, 4, 9, 16)),  # Wednesday card: Thursday
+        {**charge("X1", 30_000, 1_000, utc(2025, 4, 8, 16)), "channel": "cash"},  # Tue: Thu
+        {**charge("X2", 20_000, 1_000, utc(2025, 4, 9, 16)), "channel": "cash"},  # Wed: Fri
+        transfer("T1", 125_000, utc(2025, 4, 10, 15), "4401234"),
+    )
+    lines = statement(_payout_line("L1", 125_000, "4401234", date(2025, 4, 10)))
+    assert matched(run(lines, book, config)) == {"L1": (["K1", "T1", "X1"], "payout_contiguous")}
+    assert matched(run(lines, book)) == {"L1": (["T1"], "payout_transfer_only")}
 
 
 # ------------------------------------------------------------------------------------- KPI
@@ -419,6 +419,45 @@ def test_kpi_counts_matched_share_by_count_and_by_amount_per_day_and_account() -
         ("X", DAY + timedelta(days=1), 1, 0, 0.0, 0.0),
     ]
     assert result.summary()["match_rate_count"] == pytest.approx(1 / 3)
+
+
+def _a_day_of_the_statement() -> pl.DataFrame:
+    return statement(
+        bank_line("L1", "300.00", reference=RASTREO),
+        bank_line("L2", cargo="-250,000.00", concept="PAGO NOMINA QUINCENAL"),
+        bank_line("L3", cargo="-40,000.00", concept="RENTA OFICINA 04/2025"),
+        bank_line("L4", cargo="-8.00", concept="COMISION SPEI"),
+        bank_line("L5", cargo="-1.28", concept="IVA COMISION SPEI"),
+        bank_line("L6", cargo="-6.50", concept="COMISION MANEJO DE CUENTA"),
+    )
+
+
+def test_out_of_scope_lines_leave_the_kpi_but_are_listed_with_their_rule() -> None:
+    result = run(_a_day_of_the_statement(), ledger(move("M1", 30_000, reference=RASTREO)))
+    assert exception_for(result, line="L2")["candidates"] == [
+        {"line_class": "out_of_scope", "rule": "payroll"}
+    ]
+    assert exception_for(result, line="L3")["reason"] == "out_of_scope"
+    summary = result.summary()
+    assert (summary["lines"], summary["matched_lines"], summary["out_of_scope_lines"]) == (4, 3, 2)
+    assert summary["match_rate_amount"] == pytest.approx(30_928 / 31_578)
+
+
+def test_a_bank_commission_and_its_iva_match_each_other_as_a_fee() -> None:
+    result = run(_a_day_of_the_statement(), ledger())
+    assert matched(result) == {
+        "L4": (["L5"], "bank_fee_pair"),
+        "L5": (["L4"], "bank_fee_pair"),
+    }
+    assert exception_for(result, line="L6")["reason"] == "unpaired_bank_fee"
+
+
+def test_line_rules_are_per_account() -> None:
+    rules = (LineRule("loans", LineClass.OUT_OF_SCOPE, "SPEI ENVIADO", account="OTHER"),)
+    lines = statement(bank_line("L1", cargo="-100.00", concept="SPEI ENVIADO BBVA"))
+    assert run(lines, ledger(), MatchConfig(line_rules=rules)).summary()["lines"] == 1
+    other = statement(bank_line("L1", cargo="-100.00", concept="SPEI ENVIADO", account="OTHER"))
+    assert run(other, ledger(), MatchConfig(line_rules=rules)).summary()["lines"] == 0
 
 
 # ------------------------------------------------------------------------------ determinism

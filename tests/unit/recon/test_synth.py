@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import date
 
 import polars as pl
 import pytest
@@ -18,8 +19,9 @@ LINES = 3_000
 # Rates high enough for every label to occur many times in a small world.
 RATES = {
     Noise.TZ_SHIFT: 0.5,
-    Noise.CUTOFF_STRADDLE: 0.5,
+    Noise.CUTOFF_STRADDLE: 1.0,
     Noise.REFUND: 0.3,
+    Noise.RETENTION: 0.5,
     Noise.GENUINE_REPEAT: 0.01,
 }
 EXCEPTION_LABELS = {
@@ -28,8 +30,9 @@ EXCEPTION_LABELS = {
     Noise.GENUINE_REPEAT,
     Noise.MISSING_IN_BANK,
     Noise.MISSING_IN_LEDGER,
-    Noise.REFUND,
+    Noise.RETENTION,
     Noise.PARTIAL_PAYMENT,
+    Noise.OUT_OF_SCOPE,
 }
 
 
@@ -125,4 +128,26 @@ def test_the_default_noise_profile_meets_the_quality_targets_on_a_small_world() 
     report = score(result, world.truth)
     assert report.false_matches.is_empty()
     assert report.recall >= 0.98
+    hops = report.as_dict()
+    assert hops["hop1_precision"] == hops["hop2_precision"] == 1.0
+    assert hops["hop2_true_pairs"] > 0
     assert result.summary()["match_rate_count"] >= 0.95
+
+
+def test_the_default_world_holds_every_settlement_trap() -> None:
+    world = generate(5_000, 8, NoiseConfig(refund=0.1, retention=0.2, cutoff_straddle=0.5))
+    book = world.ledger
+    transfers = book.filter(pl.col("kind") == "transfer")
+    local = pl.col("occurred_at").dt.convert_time_zone("America/Mexico_City")
+    # Created the next business morning: never at the weekend or on Holy Thursday / Friday.
+    assert transfers.select((local.dt.hour() >= 7) & (local.dt.hour() < 11)).to_series().all()
+    days = set(transfers.select(local.dt.date()).to_series().to_list())
+    assert days.isdisjoint({date(2025, 4, 17), date(2025, 4, 18), date(2025, 4, 19)})
+    assert date(2025, 4, 21) in days  # Wednesday's charges, the holidays and the weekend
+    assert {"charge", "refund", "chargeback"} <= set(book.get_column("kind").to_list())
+    labels = set(world.truth.get_column("labels").explode().drop_nulls().to_list())
+    traps = {"refund", "retention", "cutoff_straddle", "bank_fee", "out_of_scope", "batching"}
+    assert traps <= labels
+    concepts = world.statement.get_column("concept").to_list()
+    assert any(c.startswith("IVA COMISION") for c in concepts)
+    assert any("NOMINA" in c for c in concepts)
