@@ -159,3 +159,46 @@ async def test_every_event_of_an_order_carries_the_order_correlation_id(
     assert first.json()["correlation_id"] == second.json()["correlation_id"]
     order = await client.get("/api/orders/ord_2yQ8nCk3vJ5dWx9Ra", headers=auth(Role.PWA))
     assert order.json()["correlation_id"] == first.json()["correlation_id"]
+
+
+async def test_a_delivery_whose_store_fails_keeps_its_forensic_row_and_is_counted(
+    client: httpx.AsyncClient, container: Container, signer: Signer
+) -> None:
+    # A store that fails after the signature passed (a pooler's prepared-statement clash, a
+    # constraint, a trigger) used to roll the attempt row back with it: 8-10 % of deliveries
+    # failed while webhook_attempts showed none and the failure alert stayed silent.
+    async with container.engine.begin() as conn:
+        await conn.execute(
+            text(
+                "CREATE FUNCTION refuse_event() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'store refused for the test'; END $$"
+            )
+        )
+        await conn.execute(
+            text(
+                "CREATE TRIGGER refuse_event BEFORE INSERT ON webhook_events "
+                "FOR EACH ROW EXECUTE FUNCTION refuse_event()"
+            )
+        )
+    event = fixture_event("order_paid_spei.json")
+
+    response = await post_event(client, signer, event)
+
+    assert response.status_code == 503
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["outcome"] == "store_failed"
+    assert await count(container, webhook_events) == 0
+    assert (
+        await count(
+            container,
+            webhook_attempts,
+            webhook_attempts.c.outcome == "store_failed",
+            webhook_attempts.c.http_status == 503,
+            webhook_attempts.c.event_id == event["id"],
+        )
+        == 1
+    )
+    metrics = await client.get("/metrics")
+    assert 'guardia_webhooks_received_total{outcome="store_failed",provider="conekta"} 1.0' in (
+        metrics.text
+    )

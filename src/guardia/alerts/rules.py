@@ -32,7 +32,14 @@ from guardia.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-FAILED_OUTCOMES = ("invalid_signature", "malformed", "livemode_mismatch", "too_large", "bad_media")
+FAILED_OUTCOMES = (
+    "invalid_signature",
+    "malformed",
+    "livemode_mismatch",
+    "too_large",
+    "bad_media",
+    "store_failed",
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -129,7 +129,10 @@ async def conekta_webhook(request: Request) -> JSONResponse:
             receipt.http_status,
             receipt.detail,
             request.url.path,
-            headers={"X-Correlation-Id": receipt.correlation_id},
+            headers={
+                "X-Correlation-Id": receipt.correlation_id,
+                **({"Retry-After": "5"} if receipt.http_status == 503 else {}),
+            },
             outcome=receipt.outcome,
             correlation_id=receipt.correlation_id,
         )

@@ -16,6 +16,7 @@ from typing import Any
 import structlog
 from sqlalchemy import insert, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from guardia.adapters.postgres.tables import webhook_attempts, webhook_events
@@ -61,7 +62,7 @@ class Receipt:
     """The answer to one delivery and what it stored."""
 
     http_status: int
-    outcome: str  # accepted | duplicate | ping | invalid_signature | malformed | livemode_mismatch
+    outcome: str  # accepted | duplicate | ping | store_failed | invalid_signature | malformed | …
     detail: str
     correlation_id: str
     event_pk: int | None = None
@@ -293,6 +294,66 @@ class WebhookReceiver:
                 event_id=event_id,
             )
             return Receipt(200, "ping", "pong", corr, event_id=event_id, event_type=event_type)
+        try:
+            return await self._store_event(event, head, body, headers, remote, verification)
+        except SQLAlchemyError as exc:
+            return await self._store_failed(exc, head, body, headers, remote)
+
+    async def _store_failed(
+        self,
+        exc: SQLAlchemyError,
+        head: EventHead,
+        body: bytes,
+        headers: Mapping[str, str],
+        remote: str | None,
+    ) -> Receipt:
+        """Record a delivery whose store failed in a transaction of its own, so every 5xx is
+        counted (the failed transaction took its attempt row with it); Conekta retries it."""
+        corr = new_correlation_id()
+        cause = type(getattr(exc, "orig", None) or exc).__name__
+        try:
+            await self._attempt(
+                outcome="store_failed",
+                http_status=503,
+                body=body,
+                headers=headers,
+                remote=remote,
+                correlation_id=corr,
+                detail=f"the event could not be stored ({cause})",
+                event_id=head.event_id,
+                order_id=head.order_id,
+            )
+        except SQLAlchemyError:
+            # The database itself is away: the metric and this log line are all that remain.
+            log.error("webhook_attempt_unrecorded", provider=PROVIDER, event_id=head.event_id)
+        log.error(
+            "webhook_store_failed",
+            provider=PROVIDER,
+            event_id=head.event_id,
+            order_id=head.order_id,
+            cause=cause,
+            correlation_id=corr,
+        )
+        return Receipt(
+            503,
+            "store_failed",
+            f"the event could not be stored ({cause}); retry later",
+            corr,
+            event_id=head.event_id,
+            event_type=head.event_type,
+            order_id=head.order_id,
+        )
+
+    async def _store_event(
+        self,
+        event: dict[str, Any],
+        head: EventHead,
+        body: bytes,
+        headers: Mapping[str, str],
+        remote: str | None,
+        verification: Verification,
+    ) -> Receipt:
+        event_id, event_type = head.event_id, head.event_type
         order_id, object_type = head.order_id, head.object_type
         kind = classify(event_type)
         async with self._engine.begin() as conn:
