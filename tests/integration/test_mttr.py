@@ -353,3 +353,30 @@ async def test_a_fresh_install_opens_no_backup_or_restore_drill_incident_until_i
     assert "RestoreDrillStale" not in stale
     impact = await _impact_of(container, stale["BackupStale"].incident_id)
     assert impact == installed + timedelta(hours=container.settings.backup_max_age_hours)
+
+
+async def test_an_applied_runbook_acknowledges_the_incident_it_works_on(
+    container: Container,
+) -> None:
+    detected = datetime.now(UTC) - timedelta(minutes=3)
+    async with container.engine.begin() as conn:
+        opened, _ = await service.open_or_attach(
+            conn,
+            fingerprint="alert:DeadLettersGrowing",
+            title="dead letters",
+            severity=Severity.SEV3,
+            runbook=Runbook.ODOO_POSTING_FAILS,
+            at=detected,
+            source="alert",
+            impact_started_at=detected - timedelta(minutes=2),
+        )
+    applied = await runner.run(
+        container, "odoo-posting", order_id=None, apply=True, actor="ana", incident_id=opened.id
+    )
+    assert applied.incident_id == opened.id
+    async with container.engine.connect() as conn:
+        life = (await service.get(conn, opened.id or 0)).lifecycle
+    assert life.acknowledged_at is not None
+    assert detected < life.acknowledged_at
+    assert life.resolved_at is not None
+    assert life.acknowledged_at <= life.resolved_at

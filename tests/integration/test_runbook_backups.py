@@ -201,7 +201,8 @@ async def test_backup_to_an_unwritable_target_fails_cleanly_and_leaves_the_incid
     assert manual.evidence["failed_run"]["id"] == failed.id
     assert verify.changes == []
     assert report.verified is False
-    assert (await incident(container, report.incident_id)).status is IncidentStatus.OPEN
+    # The applied run took ownership; nothing it did mitigated the fault.
+    assert (await incident(container, report.incident_id)).status is IncidentStatus.ACKNOWLEDGED
 
     undo()
     assert directory.exists() is existed

@@ -154,6 +154,11 @@ async def run(
     if incident is None and apply and any(c.status is Status.FAIL for c in checks):
         incident = await _open_incident(container, spec, ctx, checks)
         ctx.incident_id, ctx.opened_at = incident.id, incident.lifecycle.detected_at
+    if apply and incident is not None and incident.id is not None:
+        # Applying the runbook is taking ownership (operations.md §1.1: acknowledged_at is when
+        # "a human or runbook took ownership"); without it TTA would never be measured.
+        async with container.engine.begin() as conn:
+            await advance(conn, incident.id, IncidentStatus.ACKNOWLEDGED, ctx, spec, verified=False)
     actions = [await _act(action, ctx, apply) for action in spec.actions]
     verified = False
     again: list[CheckResult] = []
@@ -344,7 +349,13 @@ async def advance(
             at=ctx.now,
             actor=ctx.actor,
             reason=f"runbook {spec.name}: "
-            + ("verification passed" if verified else "corrective action applied"),
+            + (
+                "verification passed"
+                if verified
+                else "applied: taking ownership"
+                if to is IncidentStatus.ACKNOWLEDGED
+                else "corrective action applied"
+            ),
             verified=verified,
         )
     except Conflict:
