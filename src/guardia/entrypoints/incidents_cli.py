@@ -279,7 +279,11 @@ def _cell(metric: dict[str, Any] | None) -> str:
 def stats_table(report: dict[str, Any], by: str, previous: dict[str, Any] | None = None) -> Table:
     """Median / p90 (count) of each metric per runbook or origin, and overall; with a previous
     period, each cell also shows what it was."""
-    title = f"MTTx median / p90 ({report['origin']}), {report['since']} → {report['until']}"
+    since, until = (datetime.fromisoformat(report[k]) for k in ("since", "until"))
+    title = (
+        f"median / p90 (count), origin {report['origin']}, "
+        f"{since:%Y-%m-%d %H:%M} → {until:%Y-%m-%d %H:%M} UTC"
+    )
     table = Table(title=title)
     table.add_column(by)
     table.add_column("incidents", justify="right")
