@@ -133,7 +133,8 @@ async def run(
     incident_id: int | None = None,
     options: dict[str, Any] | None = None,
 ) -> RunReport:
-    """Run a runbook and record it on its incident (opened when none is active)."""
+    """Run a runbook and record it on its incident: the one named or active; an applied run
+    whose checks fail opens one, a dry run never does."""
     spec = get_runbook(name)
     if spec.needs == "order" and order_id is None:
         raise InvalidInput(f"runbook {name} needs --order-id")
