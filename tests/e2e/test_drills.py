@@ -14,6 +14,8 @@ from tests.e2e.conftest import Running
 
 pytestmark = pytest.mark.e2e
 
+STATS = (sys.executable, "-m", "guardia.entrypoints", "incidents", "stats")
+
 
 def test_every_drill_recovers_verified_with_complete_evidence(guardia_up: Running) -> None:
     done = subprocess.run(
@@ -40,6 +42,23 @@ def test_every_drill_recovers_verified_with_complete_evidence(guardia_up: Runnin
             notes = [e["summary"] for e in incident["timeline"] if e["kind"] == "note"]
             if not report["automatic_fix"]:
                 assert any("(applied)" in n for n in notes), (name, notes)
+    # The drills' figures joined the statistics, tagged as drills: MTTD and MTTR per runbook.
+    stats = subprocess.run(
+        [*STATS, "--origin", "drill", "--json"],
+        env=guardia_up.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert stats.returncode == 0, stats.stderr[-3000:]
+    per_runbook = json.loads(stats.stdout)["per_runbook"]
+    assert set(per_runbook) == {"1", "2", "3", "7"}
+    for runbook, group in per_runbook.items():
+        for metric in ("time_to_detect", "time_to_resolve"):
+            figures = group["metrics"][metric]
+            assert figures["median_seconds"] is not None, (runbook, metric)
+            assert figures["p90_seconds"] is not None, (runbook, metric)
     # The faults are gone: the stack is healthy again for whatever runs next.
     with httpx.Client(base_url=guardia_up.sim, timeout=10) as sim:
         assert sim.get("/_sandbox/faults").json()["data"] == []

@@ -16,7 +16,7 @@ from guardia.backups.service import BackupOutcome, run_backup, verify_backup
 from guardia.bootstrap import Container
 from guardia.core.errors import InvalidInput
 from guardia.incidents import service as incidents
-from guardia.incidents.model import Incident, IncidentStatus
+from guardia.incidents.model import Incident, IncidentStatus, Runbook, Severity
 from guardia.runbooks import runner
 from guardia.runbooks.backups import NEW_BACKUP, SPEC, make_target_unwritable
 from guardia.runbooks.model import CheckResult, RunContext
@@ -122,7 +122,8 @@ async def test_unwritable_target_is_named_dry_run_changes_nothing_apply_recovers
     fresh = checks["fresh_verified_backup"]
     assert fresh.status.value == "fail"
     assert fresh.evidence["backup_id"] == old.backup_id
-    assert {"before_incident", "incomplete"} <= set(fresh.evidence["problems"])
+    assert "incomplete" in fresh.evidence["problems"]
+    assert dry.incident_id is None  # a dry run reports; it opens no incident
     manual, verify = dry.actions
     database = database_name(container.database.direct_url)
     assert manual.changes == [f"run a backup of {database} to file:{directory}"]
@@ -135,13 +136,25 @@ async def test_unwritable_target_is_named_dry_run_changes_nothing_apply_recovers
     (aside,) = directory.parent.glob("backups.moved-aside-*")
     assert files_under(aside) == before
 
+    # The preflight's alert opens the incident; the on-call's --apply attaches to it.
+    async with container.engine.begin() as conn:
+        alerted, _ = await incidents.open_or_attach(
+            conn,
+            fingerprint="alert:BackupCheckFailing",
+            title="The backup preflight fails",
+            severity=Severity.SEV3,
+            runbook=Runbook.BACKUPS_NOT_RUNNING,
+            at=container.clock.now(),
+            source="alert",
+        )
+
     undo()
     assert files_under(directory) == before
     assert not aside.exists()
 
     applied = await runner.run(container, "backups", apply=True, actor="test")
 
-    assert applied.incident_id == dry.incident_id
+    assert applied.incident_id == alerted.id
     assert [a.changes for a in applied.actions] == [a.changes for a in dry.actions]
     assert [a.applied for a in applied.actions] == [True, True]
     rows = await backup_rows(container)
@@ -188,7 +201,8 @@ async def test_backup_to_an_unwritable_target_fails_cleanly_and_leaves_the_incid
     assert manual.evidence["failed_run"]["id"] == failed.id
     assert verify.changes == []
     assert report.verified is False
-    assert (await incident(container, report.incident_id)).status is IncidentStatus.OPEN
+    # The applied run took ownership; nothing it did mitigated the fault.
+    assert (await incident(container, report.incident_id)).status is IncidentStatus.ACKNOWLEDGED
 
     undo()
     assert directory.exists() is existed

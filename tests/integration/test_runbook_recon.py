@@ -18,7 +18,7 @@ from guardia.alerts.rules import evaluate_all
 from guardia.bootstrap import Container
 from guardia.entrypoints.recon_cli import write_generic_statement
 from guardia.incidents import service as incidents
-from guardia.incidents.model import IncidentStatus
+from guardia.incidents.model import IncidentStatus, Runbook, Severity
 from guardia.payments.fakes import InMemoryOrders
 from guardia.recon import manual, store
 from guardia.recon.ledger import build_ledger
@@ -205,7 +205,8 @@ async def test_an_orphan_cut_and_shifted_by_a_time_zone_is_diagnosed_matched_and
 
     applied = await runner.run(container, RUNBOOK, line_id=orphan, apply=True, actor="ana")
 
-    assert applied.incident_id == dry.incident_id
+    assert dry.incident_id is None  # a dry run reports; the failing apply opens the incident
+    assert applied.incident_id is not None
     assert [(a.applied, a.changes) for a in applied.actions] == [
         (True, case.changes),
         (True, match.changes),
@@ -445,7 +446,19 @@ async def test_an_incident_about_several_lines_is_verified_on_every_one_of_them(
     container: Container, db_url: str, tmp_path: Path, orders: InMemoryOrders
 ) -> None:
     _run, ids = await reconciled(container, db_url, tmp_path, orders, [*HEALTHY, ORPHAN])
-    first = await runner.run(container, RUNBOOK, line_id=ids[1], apply=False, actor="ana")
+    async with container.engine.begin() as conn:
+        opened, _ = await incidents.open_or_attach(
+            conn,
+            fingerprint="manual:ana",
+            title="two statement lines",
+            severity=Severity.SEV3,
+            runbook=Runbook.RECONCILIATION_NO_MATCH,
+            at=datetime.now(UTC),
+            source="manual",
+        )
+    first = await runner.run(
+        container, RUNBOOK, line_id=ids[1], apply=False, actor="ana", incident_id=opened.id
+    )
     await runner.run(
         container, RUNBOOK, line_id=ids[4], apply=False, actor="ana", incident_id=first.incident_id
     )

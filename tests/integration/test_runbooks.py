@@ -48,14 +48,16 @@ async def test_runbook_1_dry_run_changes_nothing_and_apply_heals_and_verifies(
     assert applied.actions[1].changes == pull.changes
     assert await status_of(container, ORDER) == "paid"
     assert applied.verified is True
-    assert applied.incident_id == dry.incident_id
+    assert dry.incident_id is None  # a dry run reports; the failing apply opens the incident
+    assert applied.incident_id is not None
+    assert applied.next_step.startswith("verification passed")
     shown = (
         await client.get(f"/api/incidents/{applied.incident_id}", headers=auth(Role.AUDITOR))
     ).json()
     assert shown["status"] == "resolved"
     assert shown["resolved_verified"] is True
     notes = [e["summary"] for e in shown["timeline"] if e["kind"] == "note"]
-    assert any(n.startswith("action pull_order (dry run)") for n in notes)
+    assert not any(n.startswith("action pull_order (dry run)") for n in notes)
     assert any(n.startswith("action pull_order (applied)") for n in notes)
 
 

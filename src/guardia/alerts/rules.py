@@ -3,6 +3,12 @@
 Each rule has a SQL-side evaluation (so any process sharing the database agrees) and the PromQL
 equivalent over Guardia's metrics, with a `runbook_url` annotation. New rules (KYC pending,
 scoring) join by adding a `Rule` to `RULES`.
+
+Each evaluation also returns the earliest symptom it saw (`Reading.impact_started_at`): the
+first failed delivery or the first new dead letter in the window, the first failing check since
+the last passing one, the orphan statement line's date (local midnight), the last good backup
+plus its freshness limit. The rule's incident takes it as `impact_started_at`, so MTTD and MTTR
+count from the facts, not from when somebody noticed (operations.md §1.1).
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import structlog
@@ -19,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from guardia.backups.config import config_from_settings
 from guardia.backups.health import evaluate_alerts as backup_alerts
+from guardia.core.clock import MEXICO_CITY
 from guardia.core.errors import Conflict
 from guardia.incidents.model import (
     ExternalIds,
@@ -49,6 +56,7 @@ class Reading:
     value: float
     firing: bool
     detail: dict[str, Any]
+    impact_started_at: datetime | None = None  # the earliest symptom row the rule saw
 
 
 Evaluate = Callable[[AsyncConnection, Settings, datetime], Awaitable[Reading]]
@@ -74,7 +82,8 @@ async def _webhook_failure_ratio(conn: AsyncConnection, s: Settings, now: dateti
         await conn.execute(
             text(
                 "SELECT count(*) AS total, "
-                "count(*) FILTER (WHERE outcome = ANY(:failed)) AS failed "
+                "count(*) FILTER (WHERE outcome = ANY(:failed)) AS failed, "
+                "min(received_at) FILTER (WHERE outcome = ANY(:failed)) AS first_failed "
                 "FROM webhook_attempts WHERE received_at >= :since AND received_at <= :now"
             ),
             {"failed": list(FAILED_OUTCOMES), "since": since, "now": now},
@@ -83,7 +92,7 @@ async def _webhook_failure_ratio(conn: AsyncConnection, s: Settings, now: dateti
     total, failed = int(row.total), int(row.failed)
     ratio = failed / total if total else 0.0
     firing = total >= s.alert_webhook_min_attempts and ratio > s.alert_webhook_failure_ratio
-    return Reading(ratio, firing, {"total": total, "failed": failed})
+    return Reading(ratio, firing, {"total": total, "failed": failed}, row.first_failed)
 
 
 async def _dead_letter_growth(conn: AsyncConnection, s: Settings, now: datetime) -> Reading:
@@ -93,7 +102,8 @@ async def _dead_letter_growth(conn: AsyncConnection, s: Settings, now: datetime)
     row = (
         await conn.execute(
             text(
-                "SELECT count(*) AS new, string_agg(DISTINCT cause, ',') AS causes, "
+                "SELECT count(*) AS new, min(failed_at) AS first, "
+                "string_agg(DISTINCT cause, ',') AS causes, "
                 "array_remove(array_agg(DISTINCT correlation_id), NULL) AS corr, "
                 "array_remove(array_agg(DISTINCT order_id), NULL) AS orders "
                 "FROM dead_letters WHERE failed_at >= :since AND failed_at <= :now "
@@ -108,7 +118,7 @@ async def _dead_letter_growth(conn: AsyncConnection, s: Settings, now: datetime)
         "correlation_ids": list(row.corr or [])[:50],
         "external_ids": {"conekta_order": list(row.orders or [])[:50]},
     }
-    return Reading(float(new), new >= s.alert_dead_letter_growth, detail)
+    return Reading(float(new), new >= s.alert_dead_letter_growth, detail, row.first)
 
 
 def _latest_check_failing(target: str) -> Evaluate:
@@ -124,9 +134,18 @@ def _latest_check_failing(target: str) -> Evaluate:
         ).first()
         if row is None:
             return Reading(0.0, False, {"checked": False})
-        return Reading(
-            0.0 if row.ok else 1.0, not row.ok, {"checked_at": row.checked_at.isoformat()}
+        if row.ok:
+            return Reading(0.0, False, {"checked_at": row.checked_at.isoformat()})
+        # The failing streak began at the first failure after the last pass.
+        first = await conn.scalar(
+            text(
+                "SELECT min(checked_at) FROM config_checks WHERE target = :t AND NOT ok "
+                "AND checked_at > coalesce((SELECT max(checked_at) FROM config_checks "
+                "WHERE target = :t AND ok), '-infinity')"
+            ),
+            {"t": target},
         )
+        return Reading(1.0, True, {"checked_at": row.checked_at.isoformat()}, first)
 
     return evaluate
 
@@ -134,7 +153,7 @@ def _latest_check_failing(target: str) -> Evaluate:
 def _backup_alert(name: str) -> Evaluate:
     async def evaluate(conn: AsyncConnection, s: Settings, now: datetime) -> Reading:
         alert = (await backup_alerts(conn, config_from_settings(s).health_policy, now))[name]
-        return Reading(alert.value, alert.firing, {"detail": alert.detail})
+        return Reading(alert.value, alert.firing, {"detail": alert.detail}, alert.since)
 
     return evaluate
 
@@ -158,7 +177,19 @@ async def _recon_kpi(conn: AsyncConnection, s: Settings, now: datetime) -> Readi
         return Reading(1.0, False, {"runs": 0})
     worst = min(float(row.match_rate_count), float(row.match_rate_amount))
     detail: dict[str, Any] = {"run_id": row.id, "exceptions": row.exceptions}
+    impact: datetime | None = None
     if worst < s.recon_kpi_threshold:
+        # Money went unmatched from the day the oldest orphan line was booked: its business
+        # date is a local date, whose start is local midnight in Mexico City.
+        day = await conn.scalar(
+            text(
+                "SELECT min(local_date) FROM recon_exceptions WHERE run_id = :run "
+                "AND side = 'bank' AND status = 'open'"
+            ),
+            {"run": row.id},
+        )
+        if day is not None:
+            impact = datetime.combine(day, time(), MEXICO_CITY).astimezone(UTC)
         # The orphan lines go on the incident, so runbook 3 can verify them one by one.
         orphans = await conn.scalars(
             text(
@@ -168,7 +199,7 @@ async def _recon_kpi(conn: AsyncConnection, s: Settings, now: datetime) -> Readi
             {"run": row.id, "n": RECON_LINES_ON_INCIDENT},
         )
         detail["external_ids"] = {"neon_statement_line": list(dict.fromkeys(orphans))}
-    return Reading(worst, worst < s.recon_kpi_threshold, detail)
+    return Reading(worst, worst < s.recon_kpi_threshold, detail, impact)
 
 
 RULES: tuple[Rule, ...] = (
@@ -329,6 +360,7 @@ async def _fire(
         source="alert",
         correlation_ids=[str(c) for c in reading.detail.get("correlation_ids", [])],
         external_ids=ExternalIds.from_dict(reading.detail.get("external_ids", {})),
+        impact_started_at=reading.impact_started_at,
     )
     assert incident.id is not None  # noqa: S101 - stored incidents have ids
     notification = None

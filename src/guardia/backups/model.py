@@ -180,6 +180,7 @@ class BackupFacts:
     last_drill_success_at: datetime | None = None
     last_drill_duration_seconds: float | None = None
     last_drill_ok: bool | None = None
+    installed_at: datetime | None = None  # when the database was set up (migration 0009)
 
     @property
     def recent_median_size(self) -> float | None:
@@ -201,6 +202,7 @@ class HealthAlert:
     value: float
     threshold: float
     detail: str
+    since: datetime | None = None  # when the condition began, from the rows: the impact start
 
 
 BACKUP_STALE = "BackupStale"
@@ -214,18 +216,38 @@ def _age(at: datetime | None, now: datetime) -> float | None:
     return None if at is None else (now - at).total_seconds()
 
 
+def _never(
+    name: str, what: str, installed_at: datetime | None, limit: timedelta, now: datetime
+) -> HealthAlert:
+    """The alert when the thing never happened: a fresh install gets `limit` from its install
+    time to run it (the first backup, the first drill) before that counts as stale."""
+    seconds = limit.total_seconds()
+    if installed_at is None:
+        return HealthAlert(name, True, NEVER, seconds, f"{what} (install time unknown)")
+    due = installed_at + limit
+    if now < due:
+        return HealthAlert(
+            name, False, NEVER, seconds, f"{what} yet; install grace until {due.isoformat()}"
+        )
+    return HealthAlert(name, True, NEVER, seconds, f"{what} since install", since=due)
+
+
 def backup_stale(facts: BackupFacts, policy: HealthPolicy, now: datetime) -> HealthAlert:
-    """Fires when no backup succeeded within `max_age` (or ever)."""
+    """Fires when no backup succeeded within `max_age` (or ever, once `max_age` has passed
+    since the install)."""
     limit = policy.max_age.total_seconds()
     age = _age(facts.last_success_at, now)
-    if age is None:
-        return HealthAlert(BACKUP_STALE, True, NEVER, limit, "no backup has ever succeeded")
+    if age is None or facts.last_success_at is None:
+        return _never(
+            BACKUP_STALE, "no backup has ever succeeded", facts.installed_at, policy.max_age, now
+        )
     return HealthAlert(
         BACKUP_STALE,
         age >= limit,
         age,
         limit,
         f"last successful backup {age / 3600:.1f} h ago (limit {limit / 3600:.1f} h)",
+        since=facts.last_success_at + policy.max_age,
     )
 
 
@@ -237,7 +259,14 @@ def backup_too_small(facts: BackupFacts, policy: HealthPolicy) -> HealthAlert:
     if size is None:
         return HealthAlert(BACKUP_TOO_SMALL, False, 0.0, policy.min_size_ratio, "no backup yet")
     if size <= 0:
-        return HealthAlert(BACKUP_TOO_SMALL, True, 0.0, policy.min_size_ratio, "empty backup")
+        return HealthAlert(
+            BACKUP_TOO_SMALL,
+            True,
+            0.0,
+            policy.min_size_ratio,
+            "empty backup",
+            since=facts.last_success_at,
+        )
     if not med:
         return HealthAlert(
             BACKUP_TOO_SMALL, False, 1.0, policy.min_size_ratio, "no earlier backups to compare"
@@ -250,16 +279,22 @@ def backup_too_small(facts: BackupFacts, policy: HealthPolicy) -> HealthAlert:
         policy.min_size_ratio,
         f"last backup {size} bytes = {ratio:.2f} x the median of the previous "
         f"{len(facts.previous_sizes)} ({med:.0f} bytes)",
+        since=facts.last_success_at,
     )
 
 
 def drill_stale(facts: BackupFacts, policy: HealthPolicy, now: datetime) -> HealthAlert:
-    """Fires when no restore drill succeeded within `drill_max_age` (or ever)."""
+    """Fires when no restore drill succeeded within `drill_max_age` (or ever, once
+    `drill_max_age` has passed since the install)."""
     limit = policy.drill_max_age.total_seconds()
     age = _age(facts.last_drill_success_at, now)
-    if age is None:
-        return HealthAlert(
-            RESTORE_DRILL_STALE, True, NEVER, limit, "no restore drill has ever passed"
+    if age is None or facts.last_drill_success_at is None:
+        return _never(
+            RESTORE_DRILL_STALE,
+            "no restore drill has ever passed",
+            facts.installed_at,
+            policy.drill_max_age,
+            now,
         )
     return HealthAlert(
         RESTORE_DRILL_STALE,
@@ -267,6 +302,7 @@ def drill_stale(facts: BackupFacts, policy: HealthPolicy, now: datetime) -> Heal
         age,
         limit,
         f"last passing restore drill {age / 86400:.1f} days ago (limit {limit / 86400:.1f})",
+        since=facts.last_drill_success_at + policy.drill_max_age,
     )
 
 
@@ -284,6 +320,7 @@ def backup_failing(facts: BackupFacts) -> HealthAlert:
         f"the last backup run failed at {failed.isoformat()}"
         if firing and failed
         else "the last backup run succeeded",
+        since=failed if firing else None,
     )
 
 

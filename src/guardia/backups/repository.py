@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, select, update
+from sqlalchemy import Connection, and_, func, insert, select, text, update
 
 from guardia.backups.errors import NoBackup
 from guardia.backups.model import BackupFacts, DrillReport, StoredBackup
@@ -241,7 +241,7 @@ def insert_drill(
 
 
 def read_facts(conn: Connection, size_window: int = 7) -> BackupFacts:
-    """What the backup alerts and metrics need, in four small queries."""
+    """What the backup alerts and metrics need, in five small queries."""
     ok = and_(backups.c.status == "success", backups.c.finished_at.is_not(None))
     recent = conn.execute(
         select(backups.c.finished_at, backups.c.size_bytes, backups.c.duration_seconds)
@@ -263,6 +263,9 @@ def read_facts(conn: Connection, size_window: int = 7) -> BackupFacts:
         .order_by(restore_drills.c.finished_at.desc(), restore_drills.c.id.desc())
         .limit(1)
     ).first()
+    installed = conn.execute(
+        text("SELECT value->>'at' FROM kv_state WHERE key = 'installed_at'")
+    ).scalar()
     last = recent[0] if recent else None
     return BackupFacts(
         last_success_at=last.finished_at if last else None,
@@ -274,4 +277,5 @@ def read_facts(conn: Connection, size_window: int = 7) -> BackupFacts:
         last_drill_success_at=drill.finished_at if drill else None,
         last_drill_duration_seconds=drill.duration_seconds if drill else None,
         last_drill_ok=bool(last_drill.ok) if last_drill else None,
+        installed_at=datetime.fromisoformat(installed) if installed else None,
     )

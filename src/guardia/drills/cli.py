@@ -96,5 +96,9 @@ def drill(
         # Wide enough for every column even when piped (Rich would squeeze it into 80).
         Console(width=max(console.width, TABLE_WIDTH)).print(report_table(reports))
         console.print(f"report: {path}")
+        console.print(
+            "MTTx with these drills (tagged origin=drill): "
+            "guardia incidents stats --by runbook --compare 30d"
+        )
     if not all(r.recovered and r.evidence_complete for r in reports):
         raise typer.Exit(code=1)

@@ -178,6 +178,16 @@ class DrillEnv:
         )
         assert incident.id is not None  # noqa: S101 - a stored incident has an id
         report.incident_id = incident.id
+        # The drill knows its impact start exactly: it injected the fault. Tagged as a drill,
+        # the incident joins the MTTR statistics without passing for production.
+        async with self.container.engine.begin() as conn:
+            await incidents.mark_drill(
+                conn,
+                incident.id,
+                injected_at=report.injected_at,
+                at=self.now(),
+                actor=f"drill:{report.name}",
+            )
         report.step(f"incident {incident.id} opened by {incident.fingerprint}")
         return incident.id
 

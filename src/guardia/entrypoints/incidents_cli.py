@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -15,7 +15,13 @@ from guardia.bootstrap import Container
 from guardia.entrypoints.cli_support import operator_identity, with_container
 from guardia.incidents import service
 from guardia.incidents.evidence import verify_bundle
-from guardia.incidents.model import ExternalIds, IncidentStatus
+from guardia.incidents.model import (
+    ExternalIds,
+    IncidentStatus,
+    Origin,
+    Severity,
+    runbook_from_label,
+)
 
 T = TypeVar("T")
 app = typer.Typer(help="Incidents: lifecycle, timeline, post-mortem, evidence, MTTR.")
@@ -229,14 +235,153 @@ def verify(bundle: Path, as_json: JsonOpt = False) -> None:
         raise typer.Exit(code=1)
 
 
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    whole = round(seconds)
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [
+        f"{days}d" if days else "",
+        f"{hours}h" if hours else "",
+        f"{minutes}m" if minutes else "",
+    ]
+    return "".join(parts) + (f"{secs}s" if secs or not any(parts) else "")
+
+
+def _window(text: str) -> timedelta:
+    """`30d`, `12h` or `90m` as a period."""
+    units = {"d": "days", "h": "hours", "m": "minutes"}
+    number, unit = text[:-1], text[-1:].lower()
+    if unit not in units or not number.isdigit() or int(number) <= 0:
+        raise typer.BadParameter(f"{text!r}: give a period such as 30d, 12h or 90m")
+    return timedelta(**{units[unit]: int(number)})
+
+
+STATS_COLUMNS = (
+    ("time_to_detect", "TTD"),
+    ("time_to_acknowledge", "TTA"),
+    ("time_to_mitigate", "TTM"),
+    ("time_to_resolve", "TTR"),
+)
+
+
+def _cell(metric: dict[str, Any] | None) -> str:
+    if not metric or not metric["count"]:
+        return "-"
+    return (
+        f"{_duration(metric['median_seconds'])} / {_duration(metric['p90_seconds'])} "
+        f"(n={metric['count']})"
+    )
+
+
+def stats_table(report: dict[str, Any], by: str, previous: dict[str, Any] | None = None) -> Table:
+    """Median / p90 (count) of each metric per runbook or origin, and overall; with a previous
+    period, each cell also shows what it was."""
+    since, until = (datetime.fromisoformat(report[k]) for k in ("since", "until"))
+    title = (
+        f"median / p90 (count), origin {report['origin']}, "
+        f"{since:%Y-%m-%d %H:%M} → {until:%Y-%m-%d %H:%M} UTC"
+    )
+    table = Table(title=title)
+    table.add_column(by)
+    table.add_column("incidents", justify="right")
+    for _, label in STATS_COLUMNS:
+        table.add_column(label)
+    groups = report["per_" + by]
+    before = (previous or {}).get("per_" + by, {})
+    keys = [*groups, *(k for k in before if k not in groups)]
+    rows = [(k, groups.get(k), before.get(k)) for k in keys]
+    rows.append(("all", report["overall"], previous["overall"] if previous else None))
+    for key, now, was in rows:
+        cells = []
+        for name, _ in STATS_COLUMNS:
+            cell = _cell(now["metrics"][name] if now else None)
+            if previous is not None:
+                cell += f"\n[dim]was {_cell(was['metrics'][name] if was else None)}[/dim]"
+            cells.append(cell)
+        count = str(now["incidents"] if now else 0)
+        if previous is not None:
+            count += f"\n[dim]was {was['incidents'] if was else 0}[/dim]"
+        table.add_row(key, count, *cells)
+    return table
+
+
 @app.command()
 def stats(
-    days: Annotated[int, typer.Option(help="Period, in days.")] = 30, as_json: JsonOpt = False
+    days: Annotated[int, typer.Option(help="Period, in days.")] = 30,
+    origin: Annotated[
+        str, typer.Option(help="live, drill, or all (drills stay separable).")
+    ] = "all",
+    by: Annotated[str, typer.Option(help="Group rows by runbook or origin.")] = "runbook",
+    compare: Annotated[
+        str | None,
+        typer.Option(
+            help="A period such as 30d: report it beside the equal period just before it."
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
 ) -> None:
-    """MTTR and friends: median and p90 per runbook and overall."""
+    """MTTD, MTTA, MTTM, MTTR: median and p90 per runbook (or origin) and overall."""
+    if by not in ("runbook", "origin"):
+        raise typer.BadParameter("--by takes runbook or origin")
+    if origin not in ("all", *(o.value for o in Origin)):
+        raise typer.BadParameter("--origin takes live, drill or all")
+    chosen = None if origin == "all" else Origin(origin)
+    window = _window(compare) if compare else timedelta(days=days)
 
     async def go(c: Container) -> dict[str, Any]:
         until = c.clock.now() + timedelta(seconds=1)
-        return (await service.stats(c.engine, until - timedelta(days=days), until)).as_dict()
+        if compare:
+            return (await service.stats_compared(c.engine, until, window, origin=chosen)).as_dict()
+        return (await service.stats(c.engine, until - window, until, origin=chosen)).as_dict()
 
-    _print(_run(go), as_json)
+    data = _run(go)
+    if as_json:
+        _print(data, True)
+    elif compare:
+        console.print(stats_table(data["current"], by, data["previous"]))
+    else:
+        console.print(stats_table(data, by))
+
+
+@app.command("open")
+def open_(
+    title: str,
+    runbook: Annotated[str, typer.Option(help="Runbook number (1-7) or other.")] = "other",
+    severity: Annotated[str, typer.Option(help="sev1 … sev4.")] = "sev3",
+    impact_started_at: Annotated[
+        datetime | None,
+        typer.Option(
+            "--impact-started-at",
+            formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M%z"],
+            help="When the impact began (ISO 8601 with offset), if known from evidence.",
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Open an incident by hand."""
+
+    async def go(c: Container) -> dict[str, Any]:
+        now = c.clock.now()
+        if impact_started_at is not None and impact_started_at > now:
+            raise typer.BadParameter("--impact-started-at is in the future")
+        async with c.engine.begin() as conn:
+            incident, _ = await service.open_or_attach(
+                conn,
+                fingerprint=f"manual:{operator_identity()}:{now.isoformat()}",
+                title=title,
+                severity=Severity(severity),
+                runbook=runbook_from_label(runbook),
+                at=now,
+                source="manual",
+                impact_started_at=impact_started_at,
+            )
+        return service.incident_json(incident)
+
+    data = _run(go)
+    if as_json:
+        _print(data, True)
+    else:
+        console.print(f"incident {data['id']} opened (impact started {data['impact_started_at']})")

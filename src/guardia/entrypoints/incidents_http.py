@@ -17,6 +17,7 @@ from guardia.incidents import service
 from guardia.incidents.model import (
     ExternalIds,
     IncidentStatus,
+    Origin,
     Runbook,
     Severity,
     missing_for_close,
@@ -48,11 +49,21 @@ async def list_incidents(
 
 @router.get("/stats", openapi_extra=policy(Policy.READ))
 async def incident_stats(
-    request: Request, days: Annotated[int, Query(ge=1, le=3650)] = 30
+    request: Request,
+    days: Annotated[int, Query(ge=1, le=3650)] = 30,
+    origin: Annotated[Origin | None, Query(description="live or drill; both when absent")] = None,
+    compare: Annotated[
+        bool, Query(description="Also report the equal period before, and the change")
+    ] = False,
 ) -> dict[str, Any]:
-    """Time to detect, acknowledge, mitigate and resolve: median and p90, per runbook."""
+    """Time to detect, acknowledge, mitigate and resolve: median and p90, per runbook and per
+    origin (live, drill)."""
+    engine = container_of(request).engine
     until = _now(request) + timedelta(seconds=1)
-    report = await service.stats(container_of(request).engine, until - timedelta(days=days), until)
+    if compare:
+        compared = await service.stats_compared(engine, until, timedelta(days=days), origin=origin)
+        return compared.as_dict()
+    report = await service.stats(engine, until - timedelta(days=days), until, origin=origin)
     return report.as_dict()
 
 
@@ -97,6 +108,9 @@ async def open_incident(body: OpenBody, request: Request) -> dict[str, Any]:
     """Open an incident by hand."""
     c = container_of(request)
     now = _now(request)
+    impact = body.impact_started_at
+    if impact is not None and (impact.tzinfo is None or impact > now):
+        raise InvalidInput("impact_started_at must carry a UTC offset and not be in the future")
     async with c.engine.begin() as conn:
         incident, _ = await service.open_or_attach(
             conn,
@@ -108,6 +122,7 @@ async def open_incident(body: OpenBody, request: Request) -> dict[str, Any]:
             source="manual",
             correlation_ids=body.correlation_ids,
             external_ids=ExternalIds.from_dict(body.external_ids),
+            impact_started_at=body.impact_started_at,
         )
     return service.incident_json(incident)
 
@@ -313,6 +328,7 @@ async def alertmanager_webhook(body: AmWebhook, request: Request) -> dict[str, A
                 correlation_ids=[alert.labels["correlation_id"]]
                 if "correlation_id" in alert.labels
                 else [],
+                impact_started_at=alert.startsAt,
             )
             change = "opened" if opened else "attached"
             if alert.status == "resolved" and incident.id is not None:

@@ -74,7 +74,14 @@ def run(
     if as_json:
         console.print_json(json.dumps(report.as_dict(), default=str))
         return
-    table = Table(title=f"{name} — incident {report.incident_id}")
+    on = (
+        f"incident {report.incident_id}"
+        if report.incident_id is not None
+        else "no incident (a dry run only reports)"
+        if not report.applied
+        else "no incident (no check failed)"
+    )
+    table = Table(title=f"{name} — {on}")
     for col in ("step", "result", "detail"):
         table.add_column(col)
     for c in report.checks:

@@ -52,6 +52,7 @@ from guardia.incidents.model import (
     missing_for_close,
     order_timeline,
 )
+from guardia.incidents.stats import durations
 
 __all__ = [
     "FORMAT",
@@ -324,10 +325,12 @@ def _incident_body(incident: Incident) -> dict[str, Any]:
         },
         "status": incident.status.value,
         "fingerprint": incident.fingerprint,
+        "origin": incident.origin.value,
         "lifecycle": {
             **{name: _optional_instant(moment) for name, moment in lifecycle.milestones()},
             "resolved_verified": lifecycle.resolved_verified,
         },
+        "durations_seconds": durations(incident),
         "correlation_ids": list(incident.correlation_ids),
         "no_correlation_id_reason": incident.no_correlation_id_reason,
         "external_ids": incident.external_ids.as_dict(),
@@ -522,6 +525,12 @@ def _md_incident(incident: Mapping[str, Any]) -> list[str]:
         lines.append(f"| {label} (`{name}`) | {_cell(moment)} | {_cell(_local(moment))} |")
     verified = "yes" if lifecycle["resolved_verified"] else "no"
     lines += ["", f"Resolution verified by automated checks: {verified}.", ""]
+    # .get: bundles sealed before durations were recorded still render.
+    spans = incident.get("durations_seconds") or {}
+    if spans:
+        lines += ["### Durations", "", "| Metric | Seconds |", "|---|---|"]
+        lines += [f"| {name} | {_cell(value)} |" for name, value in spans.items()]
+        lines += ["", f"Origin: {_cell(incident.get('origin', 'live'))}.", ""]
     return lines
 
 

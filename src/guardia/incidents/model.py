@@ -36,6 +36,7 @@ __all__ = [
     "Incident",
     "IncidentStatus",
     "Lifecycle",
+    "Origin",
     "PostMortem",
     "Runbook",
     "Severity",
@@ -57,6 +58,16 @@ class Severity(StrEnum):
     SEV2 = "sev2"
     SEV3 = "sev3"
     SEV4 = "sev4"
+
+
+class Origin(StrEnum):
+    """Where an incident's fault came from: production, or a drill that injected it on purpose.
+
+    Drill incidents count in the same statistics but stay separable, so a drill can show what
+    a change did to MTTR without passing for production evidence."""
+
+    LIVE = "live"
+    DRILL = "drill"
 
 
 class Runbook(StrEnum):
@@ -373,6 +384,7 @@ class Incident:
     postmortem: PostMortem | None = None
     fingerprint: str | None = None
     no_correlation_id_reason: str | None = None
+    origin: Origin = Origin.LIVE
 
     def __post_init__(self) -> None:
         _require_text("title", self.title)

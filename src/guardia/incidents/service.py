@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from guardia.incidents.model import (
     Incident,
     IncidentStatus,
     Lifecycle,
+    Origin,
     PostMortem,
     Runbook,
     Severity,
@@ -33,7 +34,7 @@ from guardia.incidents.model import (
     close,
     order_timeline,
 )
-from guardia.incidents.stats import MttrReport, mttr_report
+from guardia.incidents.stats import Comparison, MttrReport, compare, durations, mttr_report
 from guardia.incidents.tables import incident_notes, incidents, notifications
 
 log = structlog.get_logger(__name__)
@@ -119,6 +120,7 @@ def to_row(incident: Incident) -> dict[str, Any]:
         "corrective_actions": _actions_json(incident.corrective_actions),
         "postmortem": _postmortem_json(incident.postmortem),
         "no_correlation_id_reason": incident.no_correlation_id_reason,
+        "origin": incident.origin.value,
     }
 
 
@@ -152,15 +154,17 @@ def from_row(row: Any) -> Incident:
         postmortem=postmortem_from_json(row.postmortem),
         fingerprint=row.fingerprint,
         no_correlation_id_reason=row.no_correlation_id_reason,
+        origin=Origin(row.origin),
     )
 
 
 def incident_json(incident: Incident) -> dict[str, Any]:
-    """The API/CLI view of an incident."""
+    """The API/CLI view of an incident, with its durations (TTD, TTA, TTM, TTR) in seconds."""
     row = to_row(incident)
     out: dict[str, Any] = {"id": incident.id}
     for key, value in row.items():
         out[key] = value.isoformat() if isinstance(value, datetime) else value
+    out["durations_seconds"] = durations(incident)
     return out
 
 
@@ -195,9 +199,15 @@ async def open_or_attach(
     source: str,
     correlation_ids: Sequence[str] = (),
     external_ids: ExternalIds | None = None,
+    impact_started_at: datetime | None = None,
 ) -> tuple[Incident, bool]:
-    """Open an incident, or attach to the active one with the same fingerprint."""
+    """Open an incident, or attach to the active one with the same fingerprint.
+
+    `impact_started_at` is the earliest symptom the caller's evidence shows (the first failed
+    delivery, the first dead letter…); without one, the detection itself is the earliest
+    evidence. Attaching keeps the earliest impact seen, never later than the detection."""
     ids = external_ids or ExternalIds()
+    impact = at if impact_started_at is None else min(impact_started_at, at)
     for _ in range(2):
         row = (
             await conn.execute(
@@ -212,6 +222,7 @@ async def open_or_attach(
                 current,
                 correlation_ids=tuple(dict.fromkeys([*current.correlation_ids, *correlation_ids])),
                 external_ids=current.external_ids.union(ids),
+                lifecycle=_earliest_impact(current.lifecycle, impact_started_at),
             )
             await _save(conn, merged, at=at)
             await conn.execute(
@@ -223,7 +234,7 @@ async def open_or_attach(
             title=title,
             severity=severity,
             runbook=runbook,
-            lifecycle=Lifecycle(detected_at=at),
+            lifecycle=Lifecycle(impact_started_at=impact, detected_at=at),
             correlation_ids=tuple(dict.fromkeys(correlation_ids)),
             external_ids=ids,
             fingerprint=fingerprint,
@@ -243,6 +254,39 @@ async def open_or_attach(
             log.warning("incident_opened", incident_id=new_id, fingerprint=fingerprint)
             return await get(conn, int(new_id)), True
     raise InvalidInput(f"could not open or attach an incident for {fingerprint}")
+
+
+def _earliest_impact(lifecycle: Lifecycle, impact: datetime | None) -> Lifecycle:
+    """The lifecycle with `impact` as its impact start when that is earlier (and not after the
+    detection, which would break the milestones' order)."""
+    if impact is None or impact > lifecycle.detected_at:
+        return lifecycle
+    if lifecycle.impact_started_at is not None and lifecycle.impact_started_at <= impact:
+        return lifecycle
+    return dataclasses.replace(lifecycle, impact_started_at=impact)
+
+
+async def mark_drill(
+    conn: AsyncConnection, incident_id: int, *, injected_at: datetime, at: datetime, actor: str
+) -> Incident:
+    """Tag an incident as a drill's, its impact starting when the drill injected the fault
+    (the one impact start known exactly); audited."""
+    current = await get(conn, incident_id, lock=True)
+    lifecycle = current.lifecycle
+    if injected_at <= lifecycle.detected_at:
+        lifecycle = dataclasses.replace(lifecycle, impact_started_at=injected_at)
+    marked = dataclasses.replace(current, origin=Origin.DRILL, lifecycle=lifecycle)
+    await _save(conn, marked, at=at)
+    await audit.record(
+        conn,
+        actor=actor,
+        action="incident_drill",
+        target={"incident_id": incident_id, "injected_at": injected_at.isoformat()},
+        reason="the incident's fault was injected by a drill",
+        correlation_id=marked.correlation_ids[0] if marked.correlation_ids else None,
+        at=at,
+    )
+    return marked
 
 
 async def move(
@@ -358,16 +402,30 @@ async def list_incidents(
         return [from_row(r) for r in await conn.execute(query)]
 
 
-async def stats(engine: AsyncEngine, since: datetime, until: datetime) -> MttrReport:
-    """MTTR and friends over a period."""
+async def stats(
+    engine: AsyncEngine, since: datetime, until: datetime, *, origin: Origin | None = None
+) -> MttrReport:
+    """MTTR and friends over a period, of one origin (live, drill) or of all."""
+    query = select(incidents).where(
+        incidents.c.detected_at >= since, incidents.c.detected_at < until
+    )
+    if origin is not None:
+        query = query.where(incidents.c.origin == origin.value)
     async with engine.connect() as conn:
-        rows = await conn.execute(
-            select(incidents).where(
-                incidents.c.detected_at >= since, incidents.c.detected_at < until
-            )
-        )
-        found = [from_row(r) for r in rows]
-    return mttr_report(found, since, until)
+        found = [from_row(r) for r in await conn.execute(query)]
+    return mttr_report(found, since, until, origin=origin)
+
+
+async def stats_compared(
+    engine: AsyncEngine, until: datetime, window: timedelta, *, origin: Origin | None = None
+) -> Comparison:
+    """MTTR and friends over the last `window` beside the equal window before it."""
+    query = select(incidents).where(
+        incidents.c.detected_at >= until - 2 * window, incidents.c.detected_at < until
+    )
+    async with engine.connect() as conn:
+        found = [from_row(r) for r in await conn.execute(query)]
+    return compare(found, until, window, origin=origin)
 
 
 # --- timeline -----------------------------------------------------------------------------

@@ -12,6 +12,10 @@ declaration"):
 An incident lacking either timestamp of a metric is left out of that metric and counted in its
 `missing` figure, never guessed (an incident with no `impact_started_at` has no TTD, TTM or TTR).
 The period selects incidents by `detected_at`, half-open: `since ≤ detected_at < until`.
+Incidents carry their origin (`live`, or `drill` for faults `guardia drill` injected): a report
+covers one origin or all, and always breaks the figures down per origin so drills stay
+separable. `compare` sets a period beside the equal period just before it, so "did this change
+cut MTTR?" is one call.
 
 Percentiles are **nearest-rank**: the p-th percentile of n sorted values is the value at rank
 ceil(p/100 * n), so every figure is one incident's real duration (PostgreSQL's
@@ -22,20 +26,24 @@ alone (operations.md §1.1): one long incident dominates it.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from guardia.core.errors import InvalidInput
-from guardia.incidents.model import Incident, Runbook
+from guardia.incidents.model import Incident, Origin, Runbook
 
 __all__ = [
     "METRICS",
+    "Comparison",
     "GroupStats",
     "Metric",
     "MetricSummary",
     "MttrReport",
+    "compare",
+    "durations",
     "mttr_report",
     "nearest_rank",
     "summarise",
@@ -65,6 +73,11 @@ METRICS: tuple[Metric, ...] = (
     Metric("time_to_mitigate", "impact_started_at", "mitigated_at"),
     Metric("time_to_resolve", "impact_started_at", "resolved_at"),
 )
+
+
+def durations(incident: Incident) -> dict[str, float | None]:
+    """Every metric of one incident, in seconds (None where a timestamp is missing)."""
+    return {metric.name: _seconds(metric.duration(incident)) for metric in METRICS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,12 +126,15 @@ class MttrReport:
     until: datetime
     overall: GroupStats
     per_runbook: dict[Runbook, GroupStats]
+    per_origin: dict[Origin, GroupStats] = dataclasses.field(default_factory=dict)
+    origin: Origin | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form, with the definitions it was computed by."""
         return {
             "since": self.since.isoformat(),
             "until": self.until.isoformat(),
+            "origin": self.origin.value if self.origin else "all",
             "period_selects": "since <= detected_at < until",
             "percentile_method": "nearest-rank",
             "definitions": {metric.name: f"{metric.end} - {metric.start}" for metric in METRICS},
@@ -126,7 +142,55 @@ class MttrReport:
             "per_runbook": {
                 runbook.value: stats.as_dict() for runbook, stats in self.per_runbook.items()
             },
+            "per_origin": {
+                origin.value: stats.as_dict() for origin, stats in self.per_origin.items()
+            },
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """A period's report beside the equal period just before it."""
+
+    current: MttrReport
+    previous: MttrReport
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form, with each metric's median and p90 change (current - previous, in
+        seconds; None where either period has no figure)."""
+        groups: dict[str, tuple[GroupStats | None, GroupStats | None]] = {
+            "overall": (self.current.overall, self.previous.overall)
+        }
+        for runbook in Runbook:
+            now, before = (
+                self.current.per_runbook.get(runbook),
+                self.previous.per_runbook.get(runbook),
+            )
+            if now is not None or before is not None:
+                groups[runbook.value] = (now, before)
+        return {
+            "current": self.current.as_dict(),
+            "previous": self.previous.as_dict(),
+            "change": {name: _change(now, before) for name, (now, before) in groups.items()},
+        }
+
+
+def _change(now: GroupStats | None, before: GroupStats | None) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for metric in METRICS:
+        a = now.metrics[metric.name] if now else None
+        b = before.metrics[metric.name] if before else None
+        out[metric.name] = {
+            f"{figure}_seconds": _difference(
+                getattr(a, figure) if a else None, getattr(b, figure) if b else None
+            )
+            for figure in ("median", "p90")
+        }
+    return out
+
+
+def _difference(a: timedelta | None, b: timedelta | None) -> float | None:
+    return None if a is None or b is None else (a - b).total_seconds()
 
 
 def nearest_rank(values: Sequence[timedelta], percent: int) -> timedelta:
@@ -160,20 +224,52 @@ def summarise(incidents: Sequence[Incident]) -> GroupStats:
     return GroupStats(incidents=len(incidents), unverified_resolutions=unverified, metrics=metrics)
 
 
-def mttr_report(incidents: Iterable[Incident], since: datetime, until: datetime) -> MttrReport:
-    """Report every metric over incidents detected in [since, until), overall and per runbook."""
+def mttr_report(
+    incidents: Iterable[Incident], since: datetime, until: datetime, *, origin: Origin | None = None
+) -> MttrReport:
+    """Report every metric over incidents detected in [since, until) (of one origin, or all),
+    overall, per runbook and per origin."""
     for name, moment in (("since", since), ("until", until)):
         if moment.tzinfo is None or moment.utcoffset() is None:
             raise InvalidInput(f"{name} must be timezone-aware")
     if until < since:
         raise InvalidInput("until must not be before since")
-    chosen = [i for i in incidents if since <= i.lifecycle.detected_at < until]
+    chosen = [
+        i
+        for i in incidents
+        if since <= i.lifecycle.detected_at < until and origin in (None, i.origin)
+    ]
     per_runbook = {
         runbook: summarise(group)
         for runbook in Runbook
         if (group := [i for i in chosen if i.runbook is runbook])
     }
-    return MttrReport(since=since, until=until, overall=summarise(chosen), per_runbook=per_runbook)
+    per_origin = {
+        kind: summarise(group)
+        for kind in Origin
+        if (group := [i for i in chosen if i.origin is kind])
+    }
+    return MttrReport(
+        since=since,
+        until=until,
+        overall=summarise(chosen),
+        per_runbook=per_runbook,
+        per_origin=per_origin,
+        origin=origin,
+    )
+
+
+def compare(
+    incidents: Iterable[Incident], until: datetime, window: timedelta, *, origin: Origin | None
+) -> Comparison:
+    """[until - window, until) beside [until - 2 window, until - window)."""
+    if window <= timedelta(0):
+        raise InvalidInput("the comparison window must be positive")
+    found = list(incidents)
+    return Comparison(
+        current=mttr_report(found, until - window, until, origin=origin),
+        previous=mttr_report(found, until - 2 * window, until - window, origin=origin),
+    )
 
 
 def _seconds(value: timedelta | None) -> float | None:

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Column, Index, Integer, Table, Text, text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Index,
+    Integer,
+    Table,
+    Text,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 
 from guardia.adapters.postgres.tables import metadata
@@ -32,6 +42,8 @@ incidents = Table(
     Column("no_correlation_id_reason", Text),
     _ts("last_signal_at"),
     _ts("updated_at", nullable=False),
+    Column("origin", Text, nullable=False, server_default="live"),
+    CheckConstraint("origin IN ('live', 'drill')", name="ck_incidents_origin"),
     Index(
         "uq_incidents_active_fingerprint",
         "fingerprint",

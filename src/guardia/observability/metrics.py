@@ -3,34 +3,58 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 import psycopg
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 # Anchors as in guardia.incidents.stats (operations.md §1.2): detect from impact start,
-# acknowledge from detection, mitigate and resolve from impact start.
-INCIDENT_DURATIONS = """
-WITH d AS (
-  SELECT runbook, 'detect' AS metric,
-         extract(epoch FROM detected_at - impact_started_at) AS s FROM incidents
-   WHERE detected_at > now() - interval '30 days'
-  UNION ALL SELECT runbook, 'acknowledge', extract(epoch FROM acknowledged_at - detected_at)
-   FROM incidents WHERE detected_at > now() - interval '30 days'
-  UNION ALL SELECT runbook, 'mitigate', extract(epoch FROM mitigated_at - impact_started_at)
-   FROM incidents WHERE detected_at > now() - interval '30 days'
-  UNION ALL SELECT runbook, 'resolve', extract(epoch FROM resolved_at - impact_started_at)
-   FROM incidents WHERE detected_at > now() - interval '30 days'
-)
-SELECT runbook, metric,
-       percentile_disc(0.5) WITHIN GROUP (ORDER BY s),
-       percentile_disc(0.9) WITHIN GROUP (ORDER BY s)
-  FROM d WHERE s IS NOT NULL GROUP BY runbook, metric
+# acknowledge from detection, mitigate and resolve from impact start. Every incident ever, so the
+# histogram only grows (Prometheus takes rates and quantiles over time: histogram_quantile).
+INCIDENT_PHASES = """
+SELECT runbook, origin, 'detect' AS phase, extract(epoch FROM detected_at - impact_started_at) AS s
+  FROM incidents
+UNION ALL SELECT runbook, origin, 'acknowledge', extract(epoch FROM acknowledged_at - detected_at)
+  FROM incidents
+UNION ALL SELECT runbook, origin, 'mitigate', extract(epoch FROM mitigated_at - impact_started_at)
+  FROM incidents
+UNION ALL SELECT runbook, origin, 'resolve', extract(epoch FROM resolved_at - impact_started_at)
+  FROM incidents
 """
 
+# From a minute to a week: incidents are detected in seconds to hours and resolved in minutes
+# to days.
+INCIDENT_BUCKETS = (60, 300, 900, 1800, 3600, 7200, 14400, 43200, 86400, 259200, 604800)
+
+# The bucket bounds are the integer constants above, never input.
+INCIDENT_DURATIONS = (
+    "SELECT runbook, origin, phase, "  # noqa: S608
+    + ", ".join(f"count(*) FILTER (WHERE s <= {b})" for b in INCIDENT_BUCKETS)
+    + f", count(*), sum(s) FROM ({INCIDENT_PHASES}) d WHERE s IS NOT NULL "
+    "GROUP BY runbook, origin, phase ORDER BY runbook, origin, phase"
+)
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+
+
+def incident_histogram(rows: Iterable[Sequence[Any]]) -> HistogramMetricFamily:
+    """`guardia_incident_seconds` from INCIDENT_DURATIONS rows: one histogram per runbook,
+    origin (live, drill) and phase (detect, acknowledge, mitigate, resolve)."""
+    h = HistogramMetricFamily(
+        "guardia_incident_seconds",
+        "Incident phase durations: detect and mitigate/resolve from impact start, acknowledge "
+        "from detection",
+        labels=["runbook", "origin", "phase"],
+    )
+    for runbook, origin, phase, *counts, total, seconds in rows:
+        buckets = [(str(float(b)), int(n)) for b, n in zip(INCIDENT_BUCKETS, counts, strict=True)]
+        h.add_metric(
+            [runbook, origin, phase], [*buckets, ("+Inf", int(total))], float(seconds or 0)
+        )
+    return h
 
 
 class DatabaseGauges(Collector):
@@ -39,7 +63,9 @@ class DatabaseGauges(Collector):
     def __init__(self, url: str) -> None:
         self._url = url
 
-    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+    def collect(
+        self,
+    ) -> Iterator[GaugeMetricFamily | CounterMetricFamily | HistogramMetricFamily]:
         """Yield the gauges; on a database error yield `guardia_db_up 0` and nothing else."""
         up = GaugeMetricFamily("guardia_db_up", "1 if the database answered the scrape")
         try:
@@ -107,16 +133,7 @@ class DatabaseGauges(Collector):
         for runbook, n in active:
             g.add_metric([runbook], n)
         yield g
-        g = GaugeMetricFamily(
-            "guardia_incident_seconds",
-            "Time to detect/acknowledge/mitigate/resolve over the last 30 days (nearest rank)",
-            labels=["runbook", "metric", "quantile"],
-        )
-        for runbook, metric, p50, p90 in durations:
-            if p50 is not None:
-                g.add_metric([runbook, metric, "0.5"], float(p50))
-                g.add_metric([runbook, metric, "0.9"], float(p90))
-        yield g
+        yield incident_histogram(durations)
         g = GaugeMetricFamily(
             "guardia_recon_match_rate",
             "Matched share of the latest reconciliation run",

@@ -3,7 +3,7 @@ the verifier that resolves incidents once their runbook's verification checks pa
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import structlog
 
@@ -59,13 +59,15 @@ async def record_lost_webhooks(container: Container, orders: list[str]) -> int:
     now = container.clock.now()
     grace = container.settings.sweep_grace_seconds
     correlation = []
+    paid: list[datetime] = []
     for order_id in orders:
         try:
-            correlation.append(
-                (await payments.get_order_view(container.engine, order_id)).correlation_id
-            )
+            view = await payments.get_order_view(container.engine, order_id)
         except NotFound:
             continue
+        correlation.append(view.correlation_id)
+        if view.paid_at is not None:
+            paid.append(view.paid_at)
     spec = BY_RUNBOOK[Runbook.WEBHOOK_MISSING]
     async with container.engine.begin() as conn:
         incident, opened = await incidents.open_or_attach(
@@ -78,6 +80,8 @@ async def record_lost_webhooks(container: Container, orders: list[str]) -> int:
             source="sweeper",
             correlation_ids=correlation,
             external_ids=ExternalIds(conekta_order=tuple(orders)),
+            # The webhook went missing when Conekta took the payment: it should have come then.
+            impact_started_at=min(paid, default=None),
         )
         assert incident.id is not None  # noqa: S101 - a stored incident has an id
         await incidents.add_note(

@@ -112,11 +112,22 @@ class RunbookSpec:
         return next(c for c in self.checks if c.name == name)
 
 
-def next_step(checks: list[CheckResult], actions: list[ActionResult], applied: bool) -> str:
-    """Suggest what the operator does next."""
+def next_step(
+    checks: list[CheckResult],
+    actions: list[ActionResult],
+    applied: bool,
+    *,
+    verified: bool = False,
+) -> str:
+    """Suggest what the operator does next: from the checks of a dry run, or from the
+    verification of an applied run (its opening checks failed by definition)."""
+    if verified:
+        return "verification passed: the incident resolves once none of its alerts fires"
     failing = [c.name for c in checks if c.status is Status.FAIL]
     if not failing:
-        return "all checks pass: verify and resolve"
+        if applied:
+            return "verification did not pass: see the evidence of each check"
+        return "all checks pass: nothing to fix"
     if not applied and any(a.changes for a in actions):
         return f"failing: {', '.join(failing)}; review the dry run, then run again with --apply"
     return f"failing: {', '.join(failing)}; fix by hand (see the evidence), then run again"

@@ -446,7 +446,9 @@ async def open_case(ctx: RunContext, apply: bool) -> ActionResult:
         async with ctx.container.engine.connect() as conn:
             line = await get_line(conn, subject_line_id(ctx))
             run_id = await find_latest_run(conn, line.statement_id)
-            if run_id is None or ctx.incident_id is None:
+            # A dry run without an incident still says what --apply would record: the
+            # applied run opens the incident when the line's check fails.
+            if run_id is None or (apply and ctx.incident_id is None):
                 why = "no run has read the line" if run_id is None else "no incident"
                 return ActionResult(name, False, [], {"skipped": why})
             found = await _bank_exceptions(conn, run_id, line.line_id)
@@ -454,7 +456,10 @@ async def open_case(ctx: RunContext, apply: bool) -> ActionResult:
                 e
                 for e in found
                 if e["status"] == "open"
-                and not await _case_recorded(conn, ctx.incident_id, e["id"])
+                and (
+                    ctx.incident_id is None
+                    or not await _case_recorded(conn, ctx.incident_id, e["id"])
+                )
             ]
     except GuardiaError as exc:
         return ActionResult(name, False, [], {"skipped": exc.message})
@@ -482,12 +487,12 @@ async def open_case(ctx: RunContext, apply: bool) -> ActionResult:
             f"exception {e['id']} of run {run_id} (line {line.line_id}: {e['reason']}, "
             f"{amount}; candidates: {', '.join(filter(None, cands)) or 'none'})"
         )
-        changes.append(f"record {summary} on incident #{ctx.incident_id} as its case")
+        changes.append(f"record {summary} on the incident as its case")
         notes.append(
             f"{CASE_NOTE} {e['id']} (run {run_id}, line {line.line_id}): {e['reason']}; "
             f"evidence: {json.dumps(e['candidates'], ensure_ascii=False, sort_keys=True)}"
         )
-    if not apply:
+    if not apply or ctx.incident_id is None:
         return ActionResult(name, False, changes, evidence)
     async with ctx.container.engine.begin() as conn:
         for note in notes:

@@ -1,8 +1,11 @@
 """Running a runbook: checks, then actions (dry run unless applied), then verification; every
 step lands on an incident's timeline, and an incident is resolved only when verified.
 
-The incident a run writes to is, in order: the one named (`--incident`), else the newest active
-incident of the same runbook about the same subject (order, statement line), else a new one.
+The incident a run writes to is the one named (`--incident`), else the newest active incident of
+the same runbook about the same subject (order, statement line). A dry run never opens one: it
+reports (and notes what it saw on an incident that already exists). An applied run opens one
+only when a check fails: a run that found nothing wrong is not an incident, and its figures
+would otherwise dilute MTTR.
 An applied run whose verification passes, and `verify_open_incidents` on a schedule, resolve
 the incident (verified, at the moment the checks passed) only when the checks pass for every
 order or statement line it carries and none of its alerts still fires.
@@ -43,7 +46,7 @@ class RunReport:
     """A run's outcome."""
 
     runbook: str
-    incident_id: int
+    incident_id: int | None  # None: no incident was active and none was opened
     applied: bool
     checks: list[CheckResult]
     actions: list[ActionResult]
@@ -130,7 +133,8 @@ async def run(
     incident_id: int | None = None,
     options: dict[str, Any] | None = None,
 ) -> RunReport:
-    """Run a runbook and record it on its incident (opened when none is active)."""
+    """Run a runbook and record it on its incident: the one named or active; an applied run
+    whose checks fail opens one, a dry run never does."""
     spec = get_runbook(name)
     if spec.needs == "order" and order_id is None:
         raise InvalidInput(f"runbook {name} needs --order-id")
@@ -144,11 +148,21 @@ async def run(
         line_ids=(line_id,) if line_id else (),
         options=dict(options or {}),
     )
-    incident = await _incident_for(container, spec, ctx, incident_id)
-    ctx.incident_id, ctx.opened_at = incident.id, incident.lifecycle.detected_at
+    incident = await _find_incident(container, spec, ctx, incident_id)
+    if incident is not None:
+        ctx.incident_id, ctx.opened_at = incident.id, incident.lifecycle.detected_at
     checks = await run_checks(spec, ctx)
+    if incident is None and apply and any(c.status is Status.FAIL for c in checks):
+        incident = await _open_incident(container, spec, ctx, checks)
+        ctx.incident_id, ctx.opened_at = incident.id, incident.lifecycle.detected_at
+    if apply and incident is not None and incident.id is not None:
+        # Applying the runbook is taking ownership (operations.md §1.1: acknowledged_at is when
+        # "a human or runbook took ownership"); without it TTA would never be measured.
+        async with container.engine.begin() as conn:
+            await advance(conn, incident.id, IncidentStatus.ACKNOWLEDGED, ctx, spec, verified=False)
     actions = [await _act(action, ctx, apply) for action in spec.actions]
     verified = False
+    again: list[CheckResult] = []
     if apply:
         ctx.now = container.clock.now()
         again = await run_checks(spec, ctx, spec.verification)
@@ -156,17 +170,26 @@ async def run(
         checks = checks + [
             CheckResult(f"verify:{c.name}", c.status, c.summary, c.evidence) for c in again
         ]
-    assert incident.id is not None  # noqa: S101 - a stored incident has an id
-    await _record(container, spec, ctx, incident.id, checks, actions)
-    if verified:
-        # Resolved only when every subject of the incident verifies and no alert of it fires.
-        async with container.engine.connect() as conn:
-            current = await incidents.get(conn, incident.id)
-        await verify_incident(
-            container, current, actor=actor, passed={(ctx.order_ids, ctx.line_ids): again}
-        )
+    if incident is not None:
+        assert incident.id is not None  # noqa: S101 - a stored incident has an id
+        await _record(container, spec, ctx, incident.id, checks, actions)
+        if verified:
+            # Resolved only when every subject of the incident verifies and no alert of it fires.
+            async with container.engine.connect() as conn:
+                current = await incidents.get(conn, incident.id)
+            await verify_incident(
+                container, current, actor=actor, passed={(ctx.order_ids, ctx.line_ids): again}
+            )
+    # An applied run is judged by its verification, not by the checks it began with.
+    judged = again if apply else checks
     return RunReport(
-        spec.name, incident.id, apply, checks, actions, verified, next_step(checks, actions, apply)
+        spec.name,
+        incident.id if incident is not None else None,
+        apply,
+        checks,
+        actions,
+        verified,
+        next_step(judged, actions, apply, verified=verified),
     )
 
 
@@ -178,12 +201,12 @@ async def _act(action: Action, ctx: RunContext, apply: bool) -> ActionResult:
         return ActionResult(action.name, False, [f"FAILED: {exc.message}"], failed=True)
 
 
-async def _incident_for(
+async def _find_incident(
     container: Container, spec: RunbookSpec, ctx: RunContext, incident_id: int | None
-) -> Incident:
-    """The incident named, else the active one of this runbook and subject, else a new one."""
+) -> Incident | None:
+    """The incident named, else the active one of this runbook and subject, else None."""
     subject = _subject_ids(ctx)
-    async with container.engine.begin() as conn:
+    async with container.engine.connect() as conn:
         if incident_id is not None:
             return await incidents.get(conn, incident_id)
         rows = await conn.execute(
@@ -197,13 +220,23 @@ async def _incident_for(
             current = await incidents.get(conn, int(row.id))
             if all(current.external_ids.contains(f, v) for f, v in subject.pairs()):
                 return current
-        correlation: list[str] = []
-        for order in ctx.order_ids:
-            try:
-                correlation.append((await get_order_view(container.engine, order)).correlation_id)
-            except NotFound:
-                pass
-        label = ", ".join(v for _, v in subject.pairs())
+    return None
+
+
+async def _open_incident(
+    container: Container, spec: RunbookSpec, ctx: RunContext, checks: list[CheckResult]
+) -> Incident:
+    """Open the incident an applied run found (a check failed): it is detected now."""
+    subject = _subject_ids(ctx)
+    correlation: list[str] = []
+    for order in ctx.order_ids:
+        try:
+            correlation.append((await get_order_view(container.engine, order)).correlation_id)
+        except NotFound:
+            pass
+    label = ", ".join(v for _, v in subject.pairs())
+    failing = ", ".join(c.name for c in checks if c.status is Status.FAIL)
+    async with container.engine.begin() as conn:
         opened, _ = await incidents.open_or_attach(
             conn,
             fingerprint=f"runbook:{spec.name}:{label or '*'}",
@@ -215,7 +248,11 @@ async def _incident_for(
             correlation_ids=correlation,
             external_ids=subject,
         )
-        return opened
+        assert opened.id is not None  # noqa: S101 - a stored incident has an id
+        await incidents.add_note(
+            conn, opened.id, at=ctx.now, actor=f"runbook:{spec.name}", note=f"failing: {failing}"
+        )
+    return opened
 
 
 async def _record(
@@ -313,7 +350,13 @@ async def advance(
             at=ctx.now,
             actor=ctx.actor,
             reason=f"runbook {spec.name}: "
-            + ("verification passed" if verified else "corrective action applied"),
+            + (
+                "verification passed"
+                if verified
+                else "applied: taking ownership"
+                if to is IncidentStatus.ACKNOWLEDGED
+                else "corrective action applied"
+            ),
             verified=verified,
         )
     except Conflict:
